@@ -1,0 +1,83 @@
+"""The one place that talks to ``plpy``: plans, errors, quoting, the schema.
+
+Prepared plans are cached for the life of the backend, keyed by the SQL text
+(which already contains every identifier it depends on).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import plpy  # provided by PL/Python inside the server
+
+_plans: dict[str, Any] = {}
+_schema: list[str] = []
+
+
+def plan(sql: str, types: tuple[str, ...] = ()) -> Any:
+    """A prepared plan for ``sql`` with parameter ``types``, cached per backend."""
+    key = sql + "\x00" + ",".join(types)
+    found = _plans.get(key)
+    if found is None:
+        found = plpy.prepare(sql, list(types))
+        _plans[key] = found
+    return found
+
+
+def run(sql: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> Any:
+    """Execute ``sql`` through its cached plan with ``args`` as parameters."""
+    return plpy.execute(plan(sql, types), list(args))
+
+
+def ddl(sql: str) -> None:
+    """Run a one-off statement (DDL is not worth a cached plan)."""
+    plpy.execute(sql)
+
+
+# PL/Python prefixes an error's message with its exception's class name (and
+# module, unless "builtins"): this class makes that prefix "pg_message_queue".
+Error = type("pg_message_queue", (plpy.Error,), {"__module__": "builtins"})
+
+
+def fail(sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> NoReturn:
+    """Raise an ERROR with an SQLSTATE; PL/Python reads these attributes."""
+    exc = Error(message)
+    exc.sqlstate = sqlstate
+    if detail is not None:
+        exc.detail = detail
+    if hint is not None:
+        exc.hint = hint
+    raise exc
+
+
+def warn(message: str, detail: str | None = None) -> None:
+    plpy.warning(message, detail=detail)
+
+
+def ident(name: str) -> str:
+    return plpy.quote_ident(name)
+
+
+def literal(value: str) -> str:
+    return plpy.quote_literal(value)
+
+
+def schema() -> str:
+    """The extension's schema as a quoted identifier, looked up once per backend."""
+    if not _schema:
+        rows = plpy.execute(
+            "SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'pg_message_queue'"
+        )
+        if not rows:
+            fail("55000", "pg_message_queue is not installed in this database")
+        _schema.append(rows[0]["s"])
+    return _schema[0]
+
+
+def subtransaction() -> Any:
+    return plpy.subtransaction()
+
+
+SPIError = plpy.SPIError

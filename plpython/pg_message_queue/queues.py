@@ -1,0 +1,251 @@
+"""Queue administration: create, drop, purge, look up, grant, rebuild triggers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import _db
+from .names import channel_problem, table_name
+
+BYTEA_OID = 17
+PRIVILEGES = ("send", "receive", "all")
+
+
+@dataclass(frozen=True)
+class Queue:
+    channel: str
+    table: str  # schema-qualified, quoted
+    type_oid: int
+    type_sql: str  # the payload type as SQL text, usable in a cast
+    settings: dict[str, Any]
+
+
+def check_channel(channel: str | None) -> str:
+    problem = channel_problem(channel)
+    if problem is not None:
+        _db.fail(problem.sqlstate, problem.message, hint=problem.hint)
+    assert channel is not None
+    return channel
+
+
+def _catalog() -> str:
+    return _db.schema() + ".pg_mq_config_catalog"
+
+
+def find(channel: str | None, lock: bool = False) -> Queue | None:
+    """The queue named ``channel``, or None. ``lock`` locks its catalog row."""
+    if channel is None:
+        _db.fail("22004", "channel must not be NULL")
+    sql = (
+        "SELECT table_name, payload_type::pg_catalog.oid AS type_oid,"
+        " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings"
+        f" FROM {_catalog()} WHERE channel = $1"
+    )
+    if lock:
+        sql += " FOR UPDATE"
+    rows = _db.run(sql, ("text",), (channel,))
+    if not rows:
+        return None
+    row = rows[0]
+    return Queue(
+        channel=channel,
+        table=_db.schema() + "." + _db.ident(row["table_name"]),
+        type_oid=int(row["type_oid"]),
+        type_sql=row["type_sql"],
+        settings=json.loads(row["settings"]),
+    )
+
+
+def get(channel: str | None, lock: bool = False) -> Queue:
+    """The queue named ``channel``; an unknown channel is an error (42704)."""
+    queue = find(channel, lock)
+    if queue is None:
+        _db.fail(
+            "42704",
+            f'queue "{channel}" does not exist',
+            hint="SELECT channel FROM pg_mq_config_catalog lists the queues.",
+        )
+    return queue
+
+
+def _resolve_type(type_name: str | None) -> tuple[int, str]:
+    """(oid, SQL spelling) of a payload type given by name; errors name the culprit."""
+    if type_name is None:
+        _db.fail("22004", "payload type must not be NULL")
+    rows = None
+    try:
+        with _db.subtransaction():
+            rows = _db.run(
+                "SELECT t.oid, t.typtype, t.typisdefined,"
+                " pg_catalog.format_type(t.oid, NULL) AS type_sql"
+                " FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.to_regtype($1)",
+                ("text",),
+                (type_name,),
+            )
+    except _db.SPIError:
+        rows = None
+    if not rows:
+        _db.fail("42704", f'payload type "{type_name}" does not exist')
+    row = rows[0]
+    if row["typtype"] == "p" or not row["typisdefined"]:
+        _db.fail("42P16", f'payload type "{type_name}" is a pseudo-type or shell type')
+    return int(row["oid"]), row["type_sql"]
+
+
+def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
+    """Create the queue table, its indexes and notify trigger, and the catalog row."""
+    channel = check_channel(channel)
+    type_oid, type_sql = _resolve_type(type_name)
+    if find(channel) is not None:
+        _db.fail("42710", f'queue "{channel}" already exists')
+    schema = _db.schema()
+    table = table_name(channel)
+    clash = _db.run(
+        "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE c.relname = $1"
+        " AND pg_catalog.quote_ident(n.nspname) = $2",
+        ("name", "text"),
+        (table, schema),
+    )
+    if clash:
+        _db.fail("42P07", f'relation "{table}" already exists in schema {schema}')
+    qualified = schema + "." + _db.ident(table)
+    sequence = _db.literal(schema + ".pg_mq_msg_id_seq")
+    _db.ddl(
+        f"CREATE TABLE {qualified} ("
+        f" msg_id bigint NOT NULL DEFAULT pg_catalog.nextval({sequence}::pg_catalog.regclass),"
+        " sent_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+        " sent_by name NOT NULL DEFAULT SESSION_USER,"
+        " delivered_at timestamptz,"
+        " visible_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+        " read_count integer NOT NULL DEFAULT 0,"
+        " priority integer NOT NULL DEFAULT 0,"
+        " dedup_key text,"
+        " headers jsonb,"
+        f" payload {type_sql} NOT NULL,"
+        " PRIMARY KEY (msg_id))"
+    )
+    # Ready messages in delivery order; delivered rows leave this index.
+    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL")
+    _db.ddl(f"CREATE INDEX ON {qualified} (dedup_key) WHERE dedup_key IS NOT NULL AND delivered_at IS NULL")
+    _create_trigger(qualified, channel)
+    rows = _db.run(
+        f"INSERT INTO {_catalog()} (channel, table_name, payload_type)"
+        " VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regtype) RETURNING *",
+        ("text", "name", "int8"),
+        (channel, table, type_oid),
+    )
+    return rows[0]
+
+
+def _create_trigger(qualified: str, channel: str) -> None:
+    _db.ddl(
+        f"CREATE TRIGGER pg_mq_notify AFTER INSERT ON {qualified}"
+        " REFERENCING NEW TABLE AS pg_mq_new FOR EACH STATEMENT"
+        f" EXECUTE FUNCTION {_db.schema()}.pg_mq_notify_trigger({_db.literal(channel)})"
+    )
+
+
+def drop_queue(channel: str | None, force: bool | None) -> bool:
+    """Drop a queue. One still holding undelivered messages needs ``force``."""
+    queue = get(check_channel(channel), lock=True)
+    if not force:
+        waiting = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {queue.table} WHERE delivered_at IS NULL")[
+            0
+        ]["n"]
+        if waiting:
+            _db.fail(
+                "55006",
+                f'queue "{channel}" still holds {waiting} undelivered message(s)',
+                hint="Read or purge them first, or call pg_mq_drop_queue(channel, force => true).",
+            )
+    _db.ddl(f"DROP TABLE {queue.table}")
+    _db.run(f"DELETE FROM {_catalog()} WHERE channel = $1", ("text",), (channel,))
+    return True
+
+
+def purge_queue(channel: str | None) -> int:
+    """Delete every message of a queue; returns how many were deleted."""
+    queue = get(check_channel(channel))
+    return int(
+        _db.run(f"WITH d AS (DELETE FROM {queue.table} RETURNING 1) SELECT pg_catalog.count(*) AS n FROM d")[
+            0
+        ]["n"]
+    )
+
+
+def rebuild_triggers() -> int:
+    """Recreate every queue's notify trigger (after a restore); returns how many."""
+    done = 0
+    for row in _db.run(f"SELECT channel FROM {_catalog()} ORDER BY channel"):
+        queue = get(row["channel"])
+        exists = _db.run("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS ok", ("text",), (queue.table,))[0][
+            "ok"
+        ]
+        if not exists:
+            _db.warn(f'queue "{queue.channel}" has no table {queue.table}; skipped')
+            continue
+        _db.ddl(f"DROP TRIGGER IF EXISTS pg_mq_notify ON {queue.table}")
+        _create_trigger(queue.table, queue.channel)
+        done += 1
+    return done
+
+
+def _check_grant(channel: str | None, role: str | None, privilege: str | None) -> tuple[Queue, str, str]:
+    queue = get(check_channel(channel))
+    if role is None:
+        _db.fail("22004", "role must not be NULL")
+    found = _db.run("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ("name",), (role,))
+    if not found:
+        _db.fail("42704", f'role "{role}" does not exist')
+    if privilege not in PRIVILEGES:
+        _db.fail(
+            "22023",
+            f'privilege "{privilege}" is not one of {", ".join(PRIVILEGES)}',
+        )
+    return queue, _db.ident(role), privilege
+
+
+# What a sender may see of its own rows: INSERT ... RETURNING and the dedup check
+# need these columns, never the payload or headers.
+_SENDER_COLUMNS = "msg_id, sent_at, sent_by, delivered_at, visible_at, priority, dedup_key"
+
+
+def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[str]:
+    verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
+    out = []
+    if privilege in ("send", "all"):
+        out.append(f"{verb} INSERT, SELECT ({_SENDER_COLUMNS}) ON {queue.table} {prep} {role}")
+        out.append(f"{verb} USAGE ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq {prep} {role}")
+    if privilege in ("receive", "all"):
+        out.append(f"{verb} SELECT, UPDATE, DELETE ON {queue.table} {prep} {role}")
+    if grant:
+        out.insert(0, f"GRANT USAGE ON SCHEMA {_db.schema()} TO {role}")
+    return out
+
+
+def grant(channel: str | None, role: str | None, privilege: str | None) -> bool:
+    """Let ``role`` send to and/or receive from a queue."""
+    queue, role_sql, privilege = _check_grant(channel, role, privilege)
+    for statement in _statements(queue, role_sql, privilege, grant=True):
+        _db.ddl(statement)
+    return True
+
+
+def revoke(channel: str | None, role: str | None, privilege: str | None) -> bool:
+    """Take back what :func:`grant` gave (the schema's USAGE stays)."""
+    queue, role_sql, privilege = _check_grant(channel, role, privilege)
+    for statement in _statements(queue, role_sql, privilege, grant=False):
+        _db.ddl(statement)
+    if privilege == "receive":
+        # Revoking table-wide SELECT also drops column grants: a sender keeps its own.
+        still_sends = _db.run(
+            "SELECT pg_catalog.has_table_privilege($1, $2, 'INSERT') AS ok",
+            ("name", "text"),
+            (role, queue.table),
+        )[0]["ok"]
+        if still_sends:
+            _db.ddl(f"GRANT SELECT ({_SENDER_COLUMNS}) ON {queue.table} TO {role_sql}")
+    return True

@@ -1,0 +1,123 @@
+-- Sending and receiving with the original pg_message_queue API. These run with
+-- the caller's rights: the queue table's privileges decide who may do what.
+
+-- Python half of pg_mq_send_message: the payload arrives as text with its type.
+CREATE FUNCTION _pg_mq_send(
+    in_channel text, in_type oid, in_payload text, delay interval,
+    priority integer, dedup_key text, headers jsonb
+)
+RETURNS @extschema@.pg_mq_sent
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.send(in_channel, in_type, in_payload, delay, priority, dedup_key, headers)
+$python$;
+COMMENT ON FUNCTION _pg_mq_send(text, oid, text, interval, integer, text, jsonb) IS
+'Internal: the Python half of pg_mq_send_message.';
+
+-- Send one message; returns its msg_id and times. Options: delay, priority
+-- (higher first), dedup_key (returns the live duplicate instead), headers.
+CREATE FUNCTION pg_mq_send_message(
+    in_channel text,
+    in_payload anyelement,
+    delay interval DEFAULT NULL,
+    priority integer DEFAULT 0,
+    dedup_key text DEFAULT NULL,
+    headers jsonb DEFAULT NULL
+)
+RETURNS @extschema@.pg_mq_sent
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT * FROM @extschema@._pg_mq_send(
+    in_channel, pg_typeof(in_payload)::oid, in_payload::text,
+    delay, priority, dedup_key, headers
+)
+$$;
+COMMENT ON FUNCTION pg_mq_send_message(text, anyelement, interval, integer, text, jsonb) IS
+'Send in_payload (the queue''s type, or text parsed as it) to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
+
+-- Python half of pg_mq_send_batch.
+CREATE FUNCTION _pg_mq_send_batch(
+    in_channel text, in_type oid, in_payloads text[], delay interval,
+    priority integer, headers jsonb
+)
+RETURNS SETOF bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.send_batch(in_channel, in_type, in_payloads, delay, priority, headers)
+$python$;
+COMMENT ON FUNCTION _pg_mq_send_batch(text, oid, text[], interval, integer, jsonb) IS
+'Internal: the Python half of pg_mq_send_batch.';
+
+-- Send many messages in one statement; returns their msg_ids in input order.
+CREATE FUNCTION pg_mq_send_batch(
+    in_channel text,
+    in_payloads anyarray,
+    delay interval DEFAULT NULL,
+    priority integer DEFAULT 0,
+    headers jsonb DEFAULT NULL
+)
+RETURNS SETOF bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT * FROM @extschema@._pg_mq_send_batch(
+    in_channel,
+    (SELECT t.typelem FROM pg_type AS t WHERE t.oid = pg_typeof(in_payloads)),
+    in_payloads::text[], delay, priority, headers
+)
+$$;
+COMMENT ON FUNCTION pg_mq_send_batch(text, anyarray, interval, integer, jsonb) IS
+'Send every element of in_payloads to queue in_channel in one statement (one NOTIFY); returns the msg_ids in input order.';
+
+-- Claim the in_num_msgs oldest ready messages, payload as text.
+CREATE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs integer)
+RETURNS SETOF @extschema@.pg_mq_msg_text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.get_messages(in_channel, in_num_msgs, True)
+$python$;
+COMMENT ON FUNCTION pg_mq_get_msg_text(name, integer) IS
+'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. Not for bytea queues.';
+
+-- Claim the in_num_msgs oldest ready messages, payload as bytea.
+CREATE FUNCTION pg_mq_get_msg_bin(in_channel name, in_num_msgs integer)
+RETURNS SETOF @extschema@.pg_mq_msg_bin
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.get_messages(in_channel, in_num_msgs, False)
+$python$;
+COMMENT ON FUNCTION pg_mq_get_msg_bin(name, integer) IS
+'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as bytea: UTF-8 of its text form unless the queue holds bytea) and mark them delivered in this transaction.';
+
+-- One message by id, payload as text; marks it delivered.
+CREATE FUNCTION pg_mq_get_msg_id_text(in_channel name, in_msg_id bigint)
+RETURNS SETOF @extschema@.pg_mq_msg_text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.get_message_by_id(in_channel, in_msg_id, True)
+$python$;
+COMMENT ON FUNCTION pg_mq_get_msg_id_text(name, bigint) IS
+'Return message in_msg_id of queue in_channel (payload as text), delivered or not (was_delivered tells), and mark it delivered. No row if there is no such message.';
+
+-- One message by id, payload as bytea; marks it delivered.
+CREATE FUNCTION pg_mq_get_msg_id_bin(in_channel name, in_msg_id bigint)
+RETURNS SETOF @extschema@.pg_mq_msg_bin
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.get_message_by_id(in_channel, in_msg_id, False)
+$python$;
+COMMENT ON FUNCTION pg_mq_get_msg_id_bin(name, bigint) IS
+'Return message in_msg_id of queue in_channel (payload as bytea), delivered or not (was_delivered tells), and mark it delivered. No row if there is no such message.';

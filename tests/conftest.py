@@ -1,0 +1,128 @@
+"""Test harness: real servers, started by the tests themselves.
+
+One private PostgreSQL 15 per session (temp data dir, free loopback port, run as
+the ``postgres`` OS user when we are root). A template database with the
+extension is built once; every test gets its own clone of it.
+
+``--backend=docker`` runs the same suite against the Dockerfile's image through
+testcontainers; without a Docker engine those runs skip, saying why.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+from servers import Postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = "pgmq_template"
+_counter = itertools.count()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=("local", "docker"),
+        default="local",
+        help="local: private PostgreSQL from Debian's packages (default); "
+        "docker: the Dockerfile's image through testcontainers",
+    )
+
+
+class Server:
+    """What tests need of a PostgreSQL server: a DSN per database and admin SQL."""
+
+    def __init__(self, dsn_for: Callable[[str], str]) -> None:
+        self.dsn_for = dsn_for
+
+    def admin(self, sql: str) -> None:
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql)
+
+
+def _docker_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as exc:  # no engine: say so and skip, never pass
+        pytest.skip(f"--backend=docker needs a running Docker engine: {exc}")
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.image import DockerImage
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    with DockerImage(path=str(ROOT), tag="pg_message_queue:test") as image:
+        container = (
+            DockerContainer(str(image))
+            .with_env("POSTGRES_HOST_AUTH_METHOD", "trust")
+            .with_exposed_ports(5432)
+        )
+        with container:
+            wait_for_logs(container, "database system is ready to accept connections", timeout=120)
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(5432)
+            yield Server(lambda db: f"host={host} port={port} user=postgres dbname={db}")
+
+
+@pytest.fixture(scope="session")
+def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    if request.config.getoption("--backend") == "docker":
+        yield from _docker_server(request)
+        return
+    root = Path(tempfile.mkdtemp(prefix="pgmq-test-"))
+    pg = Postgres(root / "pg")
+    try:
+        pg.start()
+        yield Server(pg.dsn)
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template(pg_server: Server) -> str:
+    pg_server.admin(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+    pg_server.admin(f"CREATE DATABASE {TEMPLATE}")
+    with psycopg.connect(pg_server.dsn_for(TEMPLATE), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_message_queue CASCADE")
+    return TEMPLATE
+
+
+@pytest.fixture
+def dsn(pg_server: Server, template: str) -> Iterator[str]:
+    """A fresh database, cloned from the template, for this test alone."""
+    name = f"t{next(_counter)}"
+    pg_server.admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+    yield pg_server.dsn_for(name)
+    pg_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def connect(dsn: str) -> Iterator[Callable[..., psycopg.Connection]]:
+    """Open extra connections to the test's database; all closed afterwards."""
+    opened: list[psycopg.Connection] = []
+
+    def _connect(autocommit: bool = True, **kwargs: object) -> psycopg.Connection:
+        conn = psycopg.connect(dsn, autocommit=autocommit, **kwargs)
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def db(connect: Callable[..., psycopg.Connection]) -> psycopg.Connection:
+    """An autocommit connection to the test's database, as superuser."""
+    return connect()
