@@ -80,6 +80,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield from _docker_server(request)
         return
     root = Path(tempfile.mkdtemp(prefix="pgmq-test-"))
+    root.chmod(0o755)  # the server runs as the postgres OS user when we are root
     pg = Postgres(root / "pg")
     try:
         pg.start()

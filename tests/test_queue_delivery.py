@@ -1,0 +1,151 @@
+"""Delivery semantics: mark-delivered in the caller's transaction, SKIP LOCKED, NOTIFY."""
+
+import threading
+
+import psycopg
+from helpers import drain_notifies, wait_notifies
+
+
+def fill(db, channel="q", n=10):
+    db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+    db.execute("SELECT pg_mq_send_batch(%s, array_agg('m' || i)) FROM generate_series(1, %s) i", (channel, n))
+
+
+def test_get_returns_oldest_first_and_marks_delivered(db):
+    fill(db, n=5)
+    first = db.execute("SELECT payload, was_delivered FROM pg_mq_get_msg_text('q', 2)").fetchall()
+    assert first == [("m1", False), ("m2", False)]
+    rest = [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 10)")]
+    assert rest == ["m3", "m4", "m5"]
+    delivered = db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NOT NULL").fetchone()[0]
+    assert delivered == 5
+
+
+def test_rollback_returns_messages_to_queue(connect):
+    db = connect()
+    fill(db, n=3)
+    tx = connect(autocommit=False)
+    assert len(tx.execute("SELECT * FROM pg_mq_get_msg_text('q', 3)").fetchall()) == 3
+    tx.rollback()
+    again = [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 3)")]
+    assert again == ["m1", "m2", "m3"]
+
+
+def test_rollback_to_savepoint_returns_messages(connect):
+    db = connect()
+    fill(db, n=2)
+    tx = connect(autocommit=False)
+    tx.execute("SAVEPOINT s")
+    tx.execute("SELECT * FROM pg_mq_get_msg_text('q', 2)").fetchall()
+    tx.execute("ROLLBACK TO SAVEPOINT s")
+    assert [r[0] for r in tx.execute("SELECT payload FROM pg_mq_get_msg_text('q', 2)")] == ["m1", "m2"]
+    tx.commit()
+
+
+def test_competing_consumers_neither_block_nor_share(connect):
+    db = connect()
+    fill(db, n=4)
+    a = connect(autocommit=False)
+    b = connect(autocommit=False)
+    b.execute("SET lock_timeout = '200ms'")  # blocking would raise instead of hanging
+    got_a = [r[0] for r in a.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 2)")]
+    got_b = [r[0] for r in b.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 10)")]
+    assert len(got_a) == 2 and len(got_b) == 2
+    assert not set(got_a) & set(got_b)
+    a.commit()
+    b.commit()
+
+
+def test_get_by_id_reports_previous_delivery_and_marks_it(db):
+    fill(db, n=2)
+    first_id = db.execute("SELECT min(msg_id) FROM pg_mq_queue_q").fetchone()[0]
+    row = db.execute(
+        "SELECT payload, was_delivered FROM pg_mq_get_msg_id_text('q', %s)", (first_id,)
+    ).fetchone()
+    assert row == ("m1", False)
+    row = db.execute(
+        "SELECT payload, was_delivered FROM pg_mq_get_msg_id_bin('q', %s)", (first_id,)
+    ).fetchone()
+    assert row == (b"m1", True)
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 5)")] == ["m2"]
+    assert db.execute("SELECT * FROM pg_mq_get_msg_id_text('q', -1)").fetchall() == []
+
+
+def test_four_consumers_drain_ten_thousand_messages_exactly_once(connect, dsn):
+    db = connect()
+    fill(db, n=10_000)
+    seen: list[list[int]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def consume(slot: int) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                start.wait()
+                while True:
+                    with conn.transaction():
+                        rows = conn.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 50)").fetchall()
+                    if not rows:
+                        return
+                    seen[slot].extend(r[0] for r in rows)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    everything = [m for part in seen for m in part]
+    assert len(everything) == 10_000
+    assert len(set(everything)) == 10_000
+    assert all(len(part) > 0 for part in seen), [len(p) for p in seen]
+    left = db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NULL").fetchone()[0]
+    assert left == 0
+
+
+def test_notification_arrives_after_commit_not_after_rollback(connect):
+    db = connect()
+    listener = connect()
+    db.execute("SELECT pg_mq_create_queue('n', 'text')")
+    listener.execute('LISTEN "n"')
+    tx = connect(autocommit=False)
+    tx.execute("SELECT pg_mq_send_message('n', 'pending'::text)")
+    assert drain_notifies(listener) == []  # not before commit
+    tx.rollback()
+    assert drain_notifies(listener) == []  # nor after rollback
+    msg_id = tx.execute("SELECT msg_id FROM pg_mq_send_message('n', 'sent'::text)").fetchone()[0]
+    assert drain_notifies(listener) == []
+    tx.commit()
+    assert [n.payload for n in wait_notifies(listener, 1)] == [str(msg_id)]
+
+
+def test_one_notification_per_sending_statement(connect):
+    db = connect()
+    listener = connect()
+    db.execute("SELECT pg_mq_create_queue('n', 'text')")
+    listener.execute('LISTEN "n"')
+    ids = [
+        r[0]
+        for r in db.execute("SELECT pg_mq_send_batch('n', array_agg(i::text)) FROM generate_series(1, 100) i")
+    ]
+    notes = wait_notifies(listener, 1)
+    assert [n.payload for n in notes] == [str(max(ids))]
+    assert drain_notifies(listener) == []
+    with db.transaction():
+        last = [
+            db.execute("SELECT msg_id FROM pg_mq_send_message('n', 'x'::text)").fetchone()[0]
+            for _ in range(3)
+        ]
+    assert sorted(n.payload for n in wait_notifies(listener, 3)) == sorted(str(i) for i in last)
+    assert drain_notifies(listener) == []
+
+
+def test_direct_insert_by_a_privileged_user_also_notifies(connect):
+    db = connect()
+    listener = connect()
+    db.execute("SELECT pg_mq_create_queue('n', 'text')")
+    listener.execute('LISTEN "n"')
+    db.execute("INSERT INTO pg_mq_queue_n (payload) VALUES ('raw')")
+    assert len(wait_notifies(listener, 1)) == 1
