@@ -214,7 +214,8 @@ def test_every_public_function_has_a_comment(db):
     ).fetchall()
     assert missing == []
     count = db.execute(
-        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pg\\_mq\\_%' AND obj_description(oid, 'pg_proc') <> ''"
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pg\\_mq\\_%'"
+        " AND obj_description(oid, 'pg_proc') <> ''"
     ).fetchone()[0]
     assert count >= 12
 
