@@ -226,6 +226,8 @@ def test_every_function_pins_its_search_path(db):
         " JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'"
         " JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_message_queue'"
         " WHERE NOT coalesce(p.proconfig::text[] @> ARRAY['search_path=pg_catalog, pg_temp'], false)"
+        # Procedures that COMMIT cannot have a SET clause; they qualify every name.
+        " AND p.prokind <> 'p'"
     ).fetchall()
     assert loose == []
 

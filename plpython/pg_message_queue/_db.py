@@ -76,6 +76,11 @@ def schema() -> str:
     return _schema[0]
 
 
+def commit() -> None:
+    """End the transaction of a CALLed procedure and start a new one."""
+    plpy.commit()
+
+
 def subtransaction() -> Any:
     return plpy.subtransaction()
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from . import _db
+from . import _db, settings
 from .names import channel_problem, table_name
 
 BYTEA_OID = 17
@@ -130,6 +130,11 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
     # Ready messages in delivery order; delivered rows leave this index.
     _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL")
     _db.ddl(f"CREATE INDEX ON {qualified} (dedup_key) WHERE dedup_key IS NOT NULL AND delivered_at IS NULL")
+    # Queue tables churn: vacuum them long before the default 20% of dead rows.
+    _db.ddl(
+        f"ALTER TABLE {qualified} SET (autovacuum_vacuum_scale_factor = 0.01,"
+        " autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0.05)"
+    )
     _create_trigger(qualified, channel)
     rows = _db.run(
         f"INSERT INTO {_catalog()} (channel, table_name, payload_type)"
@@ -221,6 +226,9 @@ def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[st
         out.append(f"{verb} USAGE ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq {prep} {role}")
     if privilege in ("receive", "all"):
         out.append(f"{verb} SELECT, UPDATE, DELETE ON {queue.table} {prep} {role}")
+        dlq = find(queue.settings.get("dead_letter_queue") or default_dlq(queue.channel))
+        if queue.settings.get("max_deliveries") and dlq is not None:
+            out.append(f"{verb} INSERT ON {dlq.table} {prep} {role}")
     if grant:
         out.insert(0, f"GRANT USAGE ON SCHEMA {_db.schema()} TO {role}")
     return out
@@ -249,3 +257,75 @@ def revoke(channel: str | None, role: str | None, privilege: str | None) -> bool
         if still_sends:
             _db.ddl(f"GRANT SELECT ({_SENDER_COLUMNS}) ON {queue.table} TO {role_sql}")
     return True
+
+
+def default_dlq(channel: str) -> str:
+    return channel + "_dlq"
+
+
+def set_queue_config(channel: str | None, key: str | None, value: str | None) -> str:
+    """Change one setting of a queue; returns all its settings (jsonb).
+
+    Setting max_deliveries creates the dead-letter queue if it does not exist
+    yet (same payload type), and lets the queue's receivers write to it.
+    """
+    queue = get(check_channel(channel), lock=True)
+    parsed, problem = settings.parse(key, value)
+    if problem is not None:
+        _db.fail(problem.sqlstate, problem.message)
+    assert key is not None
+    if key in settings.INTERVAL_KEYS and parsed is not None:
+        try:
+            with _db.subtransaction():
+                negative = _db.run(
+                    "SELECT $1::pg_catalog.interval < '0'::pg_catalog.interval AS neg", ("text",), (parsed,)
+                )[0]["neg"]
+        except _db.SPIError:
+            _db.fail("22007", f"{key} must be an interval (got {value!r})")
+        if negative:
+            _db.fail("22023", f"{key} must not be negative (got {value})")
+    if key == "fifo_group_header" and parsed is not None and not parsed.strip():
+        _db.fail("22023", "fifo_group_header must name a header key")
+    merged = dict(queue.settings)
+    merged[key] = parsed
+    if key == "dead_letter_queue" and parsed is not None:
+        check_channel(parsed)
+        if parsed == queue.channel:
+            _db.fail("22023", f'queue "{queue.channel}" cannot be its own dead-letter queue')
+    if merged.get("max_deliveries"):
+        _ensure_dlq(queue, merged.get("dead_letter_queue") or default_dlq(queue.channel))
+    rows = _db.run(
+        f"UPDATE {_catalog()} SET settings = $2::pg_catalog.jsonb WHERE channel = $1 RETURNING settings",
+        ("text", "text"),
+        (queue.channel, json.dumps(merged)),
+    )
+    return rows[0]["settings"]
+
+
+def _ensure_dlq(queue: Queue, dlq_channel: str) -> None:
+    problem = channel_problem(dlq_channel)
+    if problem is not None:
+        _db.fail(
+            problem.sqlstate,
+            f'dead-letter queue for "{queue.channel}": {problem.message}',
+            hint="Name a shorter one: pg_mq_set_queue_config(channel, 'dead_letter_queue', name).",
+        )
+    dlq = find(dlq_channel)
+    if dlq is None:
+        create_queue(dlq_channel, queue.type_sql)
+        dlq = get(dlq_channel)
+    elif dlq.type_oid != queue.type_oid:
+        _db.fail(
+            "42804",
+            f'dead-letter queue "{dlq_channel}" holds {dlq.type_sql}, queue "{queue.channel}" {queue.type_sql}',
+        )
+    # Whoever may consume the queue may move its messages to the dead-letter queue.
+    for row in _db.run(
+        "SELECT DISTINCT a.grantee::pg_catalog.regrole::text AS role"
+        " FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a"
+        " WHERE c.oid = $1::pg_catalog.regclass AND a.privilege_type = 'DELETE' AND a.grantee <> c.relowner"
+        " AND a.grantee <> 0",
+        ("text",),
+        (queue.table,),
+    ):
+        _db.ddl(f"GRANT INSERT ON {dlq.table} TO {row['role']}")

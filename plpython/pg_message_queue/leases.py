@@ -1,0 +1,260 @@
+"""Lease-based consumption: read with a visibility timeout, ack, nack, extend, pop.
+
+A read hides messages for ``visibility_timeout`` (visible_at moves forward) and
+counts the delivery (read_count). A consumer that dies without acking loses its
+lease when the timeout passes and the messages are read again: at-least-once.
+Messages read ``max_deliveries`` times move, with their history, to the queue's
+dead-letter queue instead of being handed out again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _db, queues
+from .messages import check_count
+from .queues import BYTEA_OID, Queue
+
+_LEASED = "msg_id, read_count, sent_at AS enqueued_at, visible_at, priority, headers"
+
+
+def _payload(queue: Queue, as_text: bool, fn: str) -> str:
+    if not as_text:
+        return "payload" if queue.type_oid == BYTEA_OID else "pg_catalog.convert_to(payload::text, 'UTF8')"
+    if queue.type_oid == BYTEA_OID:
+        _db.fail(
+            "42804",
+            f'queue "{queue.channel}" holds bytea, which has no text form',
+            hint=f"Use {fn}_bin for bytea queues.",
+        )
+    return "payload::text"
+
+
+def _check_interval(name: str, value: str | None, allow_null: bool = False, positive: bool = False) -> None:
+    if value is None:
+        if allow_null:
+            return
+        _db.fail("22004", f"{name} must not be NULL")
+    sign = _db.run(
+        "SELECT pg_catalog.sign(EXTRACT(epoch FROM $1::pg_catalog.interval)) AS s",
+        ("interval",),
+        (value,),
+    )[0]["s"]
+    if sign < 0 or (positive and sign == 0):
+        need = "positive" if positive else "negative"
+        _db.fail("22023", f"{name} must {'be' if positive else 'not be'} {need} (got {value})")
+
+
+def _ids(msg_ids: list[int] | None) -> list[int]:
+    if msg_ids is None:
+        _db.fail("22004", "msg_ids must not be NULL")
+    if any(i is None for i in msg_ids):
+        _db.fail("22004", "msg_ids must not contain NULL")
+    return msg_ids
+
+
+def _dead_letter_overdue(queue: Queue) -> None:
+    """Move ready messages already read max_deliveries times to the dead-letter queue."""
+    limit = queue.settings.get("max_deliveries")
+    if not limit:
+        return
+    overdue = _db.run(
+        f"SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND read_count >= $1"
+        " AND visible_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED",
+        ("int4",),
+        (limit,),
+    )
+    if overdue:
+        dead_letter(queue, [r["msg_id"] for r in overdue], "max_deliveries")
+
+
+def dead_letter(queue: Queue, msg_ids: list[int], reason: str) -> int:
+    """Move messages, keeping msg_id and adding their history to headers."""
+    dlq = queues.get(queue.settings.get("dead_letter_queue") or queues.default_dlq(queue.channel))
+    moved = _db.run(
+        f"WITH gone AS (DELETE FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL"
+        " RETURNING *)"
+        f" INSERT INTO {dlq.table} (msg_id, sent_at, sent_by, priority, headers, payload)"
+        " SELECT msg_id, sent_at, sent_by, priority,"
+        " COALESCE(headers, '{}'::pg_catalog.jsonb) || pg_catalog.jsonb_build_object('x-dead-letter',"
+        " pg_catalog.jsonb_build_object('queue', $2::text, 'msg_id', msg_id, 'read_count', read_count,"
+        " 'sent_at', sent_at, 'dead_lettered_at', pg_catalog.clock_timestamp(), 'reason', $3::text)),"
+        f" payload::{dlq.type_sql} FROM gone RETURNING msg_id",
+        ("int8[]", "text", "text"),
+        (msg_ids, queue.channel, reason),
+    )
+    return len(moved)
+
+
+def _select_ready(queue: Queue) -> str:
+    """SQL picking up to $1 ready messages in delivery order, locked, skipping locked ones."""
+    order = "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
+    group = queue.settings.get("fifo_group_header")
+    where = "delivered_at IS NULL AND visible_at <= pg_catalog.clock_timestamp()"
+    if group:
+        # Only the oldest undelivered message of a group may go out, and only
+        # while it is ready, so a group never has two messages in flight.
+        key = f"(headers ->> {_db.literal(group)})"
+        where += (
+            f" AND ({key} IS NULL OR msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"
+            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL ORDER BY {key}, msg_id))"
+        )
+    return f"SELECT msg_id FROM {queue.table} WHERE {where} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED"
+
+
+def read(
+    channel: str | None,
+    n: int | None,
+    visibility_timeout: str | None,
+    wait: str | None,
+    as_text: bool,
+) -> Any:
+    """Lease up to ``n`` ready messages for ``visibility_timeout``; long-poll up to ``wait``."""
+    queue = queues.get(channel)
+    check_count(n)
+    _check_interval("visibility_timeout", visibility_timeout, positive=True)
+    _check_interval("wait", wait, allow_null=True)
+    payload = _payload(queue, as_text, "pg_mq_read")
+    order = "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
+    sql = (
+        f"WITH picked AS ({_select_ready(queue)}),"
+        f" leased AS (UPDATE {queue.table} AS q"
+        " SET visible_at = pg_catalog.clock_timestamp() + $2, read_count = q.read_count + 1"
+        " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
+        f" SELECT {_LEASED}, {payload} AS payload FROM leased ORDER BY {order}"
+    )
+    deadline = None
+    if wait is not None:
+        deadline = _db.run(
+            "SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("interval",), (wait,)
+        )[0]["s"]
+    waited, pause = 0.0, 0.01
+    while True:
+        _dead_letter_overdue(queue)
+        rows = _db.run(sql, ("int4", "interval"), (n, visibility_timeout))
+        if rows or deadline is None or waited >= deadline:
+            return rows
+        # Poll: a function cannot receive NOTIFY, and in READ COMMITTED each
+        # statement sees what other sessions committed meanwhile.
+        step = min(pause, deadline - waited)
+        _db.run("SELECT pg_catalog.pg_sleep($1)", ("float8",), (step,))
+        waited += step
+        pause = min(pause * 2, 0.1)
+
+
+def ack(channel: str | None, msg_ids: list[int] | None) -> list[int]:
+    """Acknowledge: delete (or archive, when the queue retains); returns the ids acked."""
+    queue = queues.get(channel)
+    ids = _ids(msg_ids)
+    if _retains(queue):
+        sql = (
+            f"UPDATE {queue.table} SET delivered_at = pg_catalog.clock_timestamp()"
+            " WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id"
+        )
+    else:
+        sql = f"DELETE FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id"
+    return sorted(r["msg_id"] for r in _db.run(sql, ("int8[]",), (ids,)))
+
+
+def _retains(queue: Queue) -> bool:
+    retention = queue.settings.get("retention", "0")
+    return (
+        retention not in ("0", "00:00:00")
+        and _db.run(
+            "SELECT $1::pg_catalog.interval > '0'::pg_catalog.interval AS r", ("text",), (retention,)
+        )[0]["r"]
+    )
+
+
+def nack(channel: str | None, msg_ids: list[int] | None, delay: str | None) -> list[int]:
+    """Give leased messages back, visible again after ``delay``; over the limit → DLQ."""
+    queue = queues.get(channel)
+    ids = _ids(msg_ids)
+    _check_interval("delay", delay)
+    limit = queue.settings.get("max_deliveries")
+    if limit:
+        spent = _db.run(
+            f"SELECT msg_id FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL"
+            " AND read_count >= $2 FOR UPDATE",
+            ("int8[]", "int4"),
+            (ids, limit),
+        )
+        if spent:
+            dead_letter(queue, [r["msg_id"] for r in spent], "max_deliveries")
+    rows = _db.run(
+        f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2"
+        " WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id",
+        ("int8[]", "interval"),
+        (ids, delay),
+    )
+    return sorted(r["msg_id"] for r in rows)
+
+
+def extend(channel: str | None, msg_ids: list[int] | None, visibility_timeout: str | None) -> list[int]:
+    """Push the lease of messages still in flight to now + ``visibility_timeout``."""
+    queue = queues.get(channel)
+    ids = _ids(msg_ids)
+    _check_interval("visibility_timeout", visibility_timeout, positive=True)
+    rows = _db.run(
+        f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2"
+        " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND read_count > 0"
+        " AND visible_at > pg_catalog.clock_timestamp() RETURNING msg_id",
+        ("int8[]", "interval"),
+        (ids, visibility_timeout),
+    )
+    return sorted(r["msg_id"] for r in rows)
+
+
+def pop(channel: str | None, n: int | None, as_text: bool) -> Any:
+    """Read and acknowledge at once: at-most-once, no lease."""
+    queue = queues.get(channel)
+    check_count(n)
+    payload = _payload(queue, as_text, "pg_mq_pop")
+    order = "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
+    _dead_letter_overdue(queue)
+    if _retains(queue):
+        change = (
+            f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"
+            " read_count = q.read_count + 1 FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*"
+        )
+    else:
+        change = f"DELETE FROM {queue.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*"
+    return _db.run(
+        f"WITH picked AS ({_select_ready(queue)}), gone AS ({change})"
+        f" SELECT msg_id, read_count + {0 if _retains(queue) else 1} AS read_count,"
+        f" sent_at AS enqueued_at, visible_at, priority, headers, {payload} AS payload"
+        f" FROM gone ORDER BY {order}",
+        ("int4",),
+        (n,),
+    )
+
+
+def move(source: str | None, target: str | None, n: int | None, msg_ids: list[int] | None) -> int:
+    """Move undelivered messages (all, the first ``n``, or ``msg_ids``) to another queue.
+
+    For replaying a dead-letter queue: messages keep msg_id, payload and headers
+    (the x-dead-letter history stays), become ready at once with read_count 0.
+    """
+    src = queues.get(source)
+    dst = queues.get(target)
+    if src.channel == dst.channel:
+        _db.fail("22023", f'cannot move messages from queue "{src.channel}" to itself')
+    if src.type_oid != dst.type_oid:
+        _db.fail("42804", f'queue "{src.channel}" holds {src.type_sql}, queue "{dst.channel}" {dst.type_sql}')
+    if n is not None:
+        check_count(n)
+    if msg_ids is not None:
+        _ids(msg_ids)
+    picked = (
+        f"SELECT msg_id FROM {src.table} WHERE delivered_at IS NULL"
+        " AND ($1::int8[] IS NULL OR msg_id = ANY($1)) ORDER BY msg_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+    )
+    moved = _db.run(
+        f"WITH picked AS ({picked}),"
+        f" gone AS (DELETE FROM {src.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
+        f" INSERT INTO {dst.table} (msg_id, sent_at, sent_by, priority, dedup_key, headers, payload)"
+        " SELECT msg_id, sent_at, sent_by, priority, dedup_key, headers, payload FROM gone RETURNING msg_id",
+        ("int8[]", "int8"),
+        (msg_ids, n),
+    )
+    return len(moved)

@@ -1,0 +1,48 @@
+"""Per-queue settings: names, defaults, and how a text value is checked (pure logic)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "max_deliveries": None,  # reads before a message goes to the dead-letter queue
+    "dead_letter_queue": None,  # defaults to "<channel>_dlq" once max_deliveries is set
+    "retention": "0",  # keep acknowledged/delivered rows this long (interval)
+    "priority_ordering": True,  # False: priorities are ignored, pure FIFO
+    "fifo_group_header": None,  # header key: one in-flight message per group
+    "dedup_window": "1 hour",  # how long a dedup_key suppresses duplicates
+}
+
+INTERVAL_KEYS = ("retention", "dedup_window")
+
+
+@dataclass(frozen=True)
+class Problem:
+    sqlstate: str
+    message: str
+
+
+def parse(key: str | None, value: str | None) -> tuple[Any, Problem | None]:
+    """The JSON value to store for ``key`` given text ``value``, or why not.
+
+    Interval values are returned as text here and checked by the server.
+    A NULL value resets the key to its default.
+    """
+    if key not in DEFAULTS:
+        return None, Problem("22023", f'unknown queue setting "{key}"; known: {", ".join(DEFAULTS)}')
+    if value is None:
+        return DEFAULTS[key], None
+    if key == "max_deliveries":
+        if not re.fullmatch(r"\s*\d+\s*", value) or int(value) < 1:
+            return None, Problem("22023", f"max_deliveries must be a positive integer (got {value!r})")
+        return int(value), None
+    if key == "priority_ordering":
+        truth = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False}
+        if value.strip().lower() not in truth:
+            return None, Problem("22023", f"priority_ordering must be a boolean (got {value!r})")
+        return truth[value.strip().lower()], None
+    if value == "":
+        return None, Problem("22023", f"{key} must not be empty")
+    return value, None

@@ -1,0 +1,145 @@
+-- Lease-based consumption (visibility timeouts, ack, nack, extend, pop, move)
+-- and per-queue settings. Consumers run with their own rights.
+
+-- What pg_mq_read / pg_mq_pop return.
+CREATE TYPE pg_mq_leased AS (
+    msg_id bigint,
+    read_count integer,
+    enqueued_at timestamptz,
+    visible_at timestamptz,
+    priority integer,
+    headers jsonb,
+    payload text
+);
+
+-- What pg_mq_read_bin / pg_mq_pop_bin return.
+CREATE TYPE pg_mq_leased_bin AS (
+    msg_id bigint,
+    read_count integer,
+    enqueued_at timestamptz,
+    visible_at timestamptz,
+    priority integer,
+    headers jsonb,
+    payload bytea
+);
+
+-- Lease up to n ready messages for visibility_timeout; wait long-polls.
+CREATE FUNCTION pg_mq_read(
+    in_channel text,
+    n integer DEFAULT 1,
+    visibility_timeout interval DEFAULT '30 seconds',
+    wait interval DEFAULT NULL
+)
+RETURNS SETOF @extschema@.pg_mq_leased
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.read(in_channel, n, visibility_timeout, wait, True)
+$python$;
+COMMENT ON FUNCTION pg_mq_read(text, integer, interval, interval) IS
+'Lease up to n ready messages of queue in_channel (priority, then oldest first), hidden from others for visibility_timeout; read_count counts deliveries. wait => interval long-polls until a message is ready. Payload as text.';
+
+-- pg_mq_read with the payload as bytea (any queue, bytea queues included).
+CREATE FUNCTION pg_mq_read_bin(
+    in_channel text,
+    n integer DEFAULT 1,
+    visibility_timeout interval DEFAULT '30 seconds',
+    wait interval DEFAULT NULL
+)
+RETURNS SETOF @extschema@.pg_mq_leased_bin
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.read(in_channel, n, visibility_timeout, wait, False)
+$python$;
+COMMENT ON FUNCTION pg_mq_read_bin(text, integer, interval, interval) IS
+'As pg_mq_read, payload as bytea (UTF-8 of the text form unless the queue holds bytea).';
+
+-- Acknowledge messages: delete them, or archive them when the queue retains.
+CREATE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.ack(in_channel, msg_ids)
+$python$;
+COMMENT ON FUNCTION pg_mq_ack(text, bigint[]) IS
+'Acknowledge msg_ids of queue in_channel: deleted, or kept as delivered while the queue''s retention lasts. Returns the ids acknowledged; unknown or already acknowledged ids are skipped.';
+
+-- Give leased messages back, visible again after delay.
+CREATE FUNCTION pg_mq_nack(in_channel text, msg_ids bigint[], delay interval DEFAULT '0')
+RETURNS SETOF bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.nack(in_channel, msg_ids, delay)
+$python$;
+COMMENT ON FUNCTION pg_mq_nack(text, bigint[], interval) IS
+'Return msg_ids of queue in_channel to the queue, visible again after delay. Messages already read max_deliveries times go to the dead-letter queue instead. Returns the ids given back.';
+
+-- Keep a lease longer.
+CREATE FUNCTION pg_mq_extend(in_channel text, msg_ids bigint[], visibility_timeout interval)
+RETURNS SETOF bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.extend(in_channel, msg_ids, visibility_timeout)
+$python$;
+COMMENT ON FUNCTION pg_mq_extend(text, bigint[], interval) IS
+'Extend the lease of in-flight msg_ids of queue in_channel to now + visibility_timeout. Returns the ids extended (expired leases are not revived).';
+
+-- Read and acknowledge at once.
+CREATE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
+RETURNS SETOF @extschema@.pg_mq_leased
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.pop(in_channel, n, True)
+$python$;
+COMMENT ON FUNCTION pg_mq_pop(text, integer) IS
+'Take up to n ready messages of queue in_channel and acknowledge them in the same statement (at-most-once; a rollback returns them). Payload as text.';
+
+-- pg_mq_pop with the payload as bytea.
+CREATE FUNCTION pg_mq_pop_bin(in_channel text, n integer DEFAULT 1)
+RETURNS SETOF @extschema@.pg_mq_leased_bin
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.pop(in_channel, n, False)
+$python$;
+COMMENT ON FUNCTION pg_mq_pop_bin(text, integer) IS
+'As pg_mq_pop, payload as bytea.';
+
+-- Move undelivered messages between queues of one payload type (DLQ replay).
+CREATE FUNCTION pg_mq_move(
+    in_source text, in_target text, n integer DEFAULT NULL, msg_ids bigint[] DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.move(in_source, in_target, n, msg_ids)
+$python$;
+COMMENT ON FUNCTION pg_mq_move(text, text, integer, bigint[]) IS
+'Move undelivered messages (all, the oldest n, or msg_ids) from queue in_source to in_target, keeping msg_id, headers and payload, ready at once with read_count 0. Returns how many moved.';
+
+-- Change one setting of a queue.
+CREATE FUNCTION pg_mq_set_queue_config(in_channel text, in_key text, in_value text)
+RETURNS jsonb
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.queues.set_queue_config(in_channel, in_key, in_value)
+$python$;
+COMMENT ON FUNCTION pg_mq_set_queue_config(text, text, text) IS
+'Set in_key of queue in_channel to in_value (NULL resets it): max_deliveries, dead_letter_queue, retention, priority_ordering, fifo_group_header, dedup_window. Returns the queue''s settings.';

@@ -1,0 +1,237 @@
+"""Lease-based reads: visibility timeouts, ack, nack, extend, pop, long-poll, consumer death."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+from helpers import fails
+
+
+def make(db, channel="q", n=0):
+    db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+    if n:
+        db.execute(
+            "SELECT pg_mq_send_batch(%s, array_agg('m' || i)) FROM generate_series(1, %s) i", (channel, n)
+        )
+
+
+def read(conn, n=1, vt="30 seconds", channel="q", **kw):
+    extra = "".join(f", {k} => %({k})s" for k in kw)
+    return conn.execute(
+        f"SELECT msg_id, read_count, payload FROM pg_mq_read(%(c)s, %(n)s, %(vt)s::interval{extra})",
+        {"c": channel, "n": n, "vt": vt, **kw},
+    ).fetchall()
+
+
+def wait_until(predicate, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def test_read_hides_messages_for_the_visibility_timeout(db):
+    make(db, n=3)
+    first = read(db, 2, "1 second")
+    assert [(r[1], r[2]) for r in first] == [(1, "m1"), (1, "m2")]
+    assert [r[2] for r in read(db, 5, "1 hour")] == ["m3"]
+    assert read(db, 5) == []
+    # After the timeout they come back, with read_count counting the deliveries.
+    again = wait_until(lambda: read(db, 5))
+    assert [(r[1], r[2]) for r in again] == [(2, "m1"), (2, "m2")]
+
+
+def test_read_returns_the_documented_columns(db):
+    make(db)
+    db.execute("""SELECT pg_mq_send_message('q', 'x'::text, headers => '{"k": "v"}')""")
+    row = db.execute("SELECT * FROM pg_mq_read('q')").fetchone()
+    names = [c.name for c in db.execute("SELECT * FROM pg_mq_read('q') LIMIT 0").description]
+    assert names == ["msg_id", "read_count", "enqueued_at", "visible_at", "priority", "headers", "payload"]
+    assert row[5] == {"k": "v"} and row[6] == "x" and row[1] == 1
+
+
+def test_acknowledged_messages_are_never_redelivered(db):
+    make(db, n=2)
+    ids = [r[0] for r in read(db, 2, "200 milliseconds")]
+    acked = [r[0] for r in db.execute("SELECT * FROM pg_mq_ack('q', %s)", (ids,))]
+    assert acked == ids
+    time.sleep(0.4)
+    assert read(db, 5) == []
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0
+
+
+def test_consumer_killed_after_reading_gets_messages_redelivered_after_timeout(connect):
+    db = connect()
+    make(db, n=2)
+    victim = connect()
+    pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+    leased = read(victim, 2, "1 second")
+    assert len(leased) == 2
+    assert db.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    assert read(db, 5) == []  # still leased to the dead consumer
+    again = wait_until(lambda: read(db, 5))
+    assert sorted((r[0], r[1]) for r in again) == sorted((r[0], 2) for r in leased)
+
+
+def test_consumer_killed_inside_its_transaction_loses_the_lease_at_once(connect):
+    db = connect()
+    make(db, n=1)
+    victim = connect(autocommit=False)
+    pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert len(read(victim, 1, "1 hour")) == 1
+    db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    got = wait_until(lambda: read(db, 1))
+    assert got[0][1] == 1  # the dead transaction's read never counted
+
+
+def test_nack_makes_messages_visible_again_after_the_delay(db):
+    make(db, n=1)
+    ((msg_id, _, _),) = read(db, 1, "1 hour")
+    assert [
+        r[0] for r in db.execute("SELECT * FROM pg_mq_nack('q', %s, '400 milliseconds')", ([msg_id],))
+    ] == [msg_id]
+    assert read(db, 1) == []
+    got = wait_until(lambda: read(db, 1))
+    assert got[0][:2] == (msg_id, 2)
+
+
+def test_nack_without_delay_is_immediate(db):
+    make(db, n=1)
+    ((msg_id, _, _),) = read(db, 1, "1 hour")
+    db.execute("SELECT pg_mq_nack('q', %s)", ([msg_id],))
+    assert read(db, 1)[0][:2] == (msg_id, 2)
+
+
+def test_extend_keeps_a_live_lease_but_does_not_revive_an_expired_one(db):
+    make(db, n=2)
+    (a, _, _), (b, _, _) = read(db, 2, "300 milliseconds")
+    assert [r[0] for r in db.execute("SELECT * FROM pg_mq_extend('q', %s, '1 hour')", ([a],))] == [a]
+    time.sleep(0.5)
+    assert [r[0] for r in db.execute("SELECT * FROM pg_mq_extend('q', %s, '1 hour')", ([b],))] == []
+    assert [r[0] for r in read(db, 5)] == [b]
+
+
+def test_pop_reads_and_deletes_at_once_and_rollback_returns(connect):
+    db = connect()
+    make(db, n=3)
+    tx = connect(autocommit=False)
+    assert [r[6] for r in tx.execute("SELECT * FROM pg_mq_pop('q', 2)")] == ["m1", "m2"]
+    tx.rollback()
+    assert [r[6] for r in db.execute("SELECT * FROM pg_mq_pop('q', 2)")] == ["m1", "m2"]
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 1
+    assert [bytes(r[6]) for r in db.execute("SELECT * FROM pg_mq_pop_bin('q', 5)")] == [b"m3"]
+
+
+def test_read_rolled_back_hands_the_lease_back(connect):
+    db = connect()
+    make(db, n=1)
+    tx = connect(autocommit=False)
+    assert len(read(tx, 1, "1 hour")) == 1
+    tx.rollback()
+    assert read(db, 1)[0][1] == 1
+
+
+def test_ack_rules_unknown_ids_and_someone_elses_expired_lease(connect):
+    db = connect()
+    make(db, n=1)
+    slow, fast = connect(), connect()
+    ((msg_id, _, _),) = read(slow, 1, "200 milliseconds")
+    time.sleep(0.3)
+    # The lease expired and another consumer took the message.
+    assert read(fast, 1, "1 hour")[0][:2] == (msg_id, 2)
+    # Documented rule: an ack is by msg_id; the first ack wins, whoever sends it.
+    assert [r[0] for r in slow.execute("SELECT * FROM pg_mq_ack('q', %s)", ([msg_id, 999_999],))] == [msg_id]
+    assert fast.execute("SELECT * FROM pg_mq_ack('q', %s)", ([msg_id],)).fetchall() == []
+
+
+def test_long_poll_returns_early_when_a_message_arrives(connect):
+    db = connect()
+    make(db)
+    waiter = connect()
+    result: dict = {}
+
+    def poll():
+        start = time.monotonic()
+        result["rows"] = read(waiter, 1, "30 seconds", wait="10 seconds")
+        result["took"] = time.monotonic() - start
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    db.execute("SELECT pg_mq_send_message('q', 'wake up'::text)")
+    thread.join(15)
+    assert [r[2] for r in result["rows"]] == ["wake up"]
+    assert 0.4 < result["took"] < 5, result["took"]
+
+
+def test_long_poll_gives_up_after_the_wait(db):
+    make(db)
+    start = time.monotonic()
+    assert read(db, 1, wait="300 milliseconds") == []
+    assert 0.25 < time.monotonic() - start < 3
+
+
+def test_four_consumers_ack_fifty_thousand_messages_exactly_once(connect, dsn):
+    db = connect()
+    make(db, n=50_000)
+    acked: list[list[int]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def consume(slot: int) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                while True:
+                    ids = [r[0] for r in conn.execute("SELECT msg_id FROM pg_mq_read('q', 100, '5 minutes')")]
+                    if not ids:
+                        return
+                    done = [r[0] for r in conn.execute("SELECT * FROM pg_mq_ack('q', %s)", (ids,))]
+                    assert done == sorted(ids)
+                    acked[slot].extend(done)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert errors == []
+    everything = [m for part in acked for m in part]
+    assert len(everything) == 50_000 == len(set(everything))
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "sqlstate", "match"),
+    [
+        ("SELECT * FROM pg_mq_read('q', 0)", "22023", "must be positive"),
+        ("SELECT * FROM pg_mq_read('q', NULL)", "22004", "must not be NULL"),
+        ("SELECT * FROM pg_mq_read('q', 1, '-1 second')", "22023", "visibility_timeout must be positive"),
+        ("SELECT * FROM pg_mq_read('q', 1, '0')", "22023", "visibility_timeout must be positive"),
+        ("SELECT * FROM pg_mq_read('q', 1, NULL)", "22004", "visibility_timeout must not be NULL"),
+        ("SELECT * FROM pg_mq_read('q', 1, wait => '-1 second')", "22023", "wait must not be negative"),
+        ("SELECT * FROM pg_mq_ack('q', NULL)", "22004", "msg_ids must not be NULL"),
+        ("SELECT * FROM pg_mq_ack('q', ARRAY[1, NULL])", "22004", "must not contain NULL"),
+        ("SELECT * FROM pg_mq_nack('q', ARRAY[1], '-1 second')", "22023", "delay must not be negative"),
+        ("SELECT * FROM pg_mq_nack('q', ARRAY[1], NULL)", "22004", "delay must not be NULL"),
+        ("SELECT * FROM pg_mq_extend('q', ARRAY[1], NULL)", "22004", "visibility_timeout"),
+        ("SELECT * FROM pg_mq_pop('q', -1)", "22023", "must be positive"),
+        ("SELECT * FROM pg_mq_read('nope')", "42704", 'queue "nope" does not exist'),
+        ("SELECT * FROM pg_mq_ack('nope', ARRAY[1])", "42704", 'queue "nope" does not exist'),
+    ],
+)
+def test_bad_lease_input_is_refused_and_changes_nothing(db, sql, sqlstate, match):
+    make(db, n=1)
+    fails(db, sql, sqlstate=sqlstate, match=match)
+    assert db.execute("SELECT read_count, visible_at <= now() FROM pg_mq_queue_q").fetchall() == [(0, True)]
+
+
+def test_bytea_queue_reads_through_the_bin_variants(db):
+    db.execute("SELECT pg_mq_create_queue('b', 'bytea')")
+    db.execute("SELECT pg_mq_send_message('b', '\\x0001ff'::bytea)")
+    fails(db, "SELECT * FROM pg_mq_read('b')", sqlstate="42804", match="bytea")
+    assert bytes(db.execute("SELECT payload FROM pg_mq_read_bin('b')").fetchone()[0]) == b"\x00\x01\xff"
