@@ -60,5 +60,5 @@ AS $python$
 #PROLOGUE#
 pgmq.upkeep.maintenance_loop(pause, runs, batch_size)
 $python$;
-COMMENT ON PROCEDURE pg_mq_maintenance_loop(interval, integer, integer) IS
+COMMENT ON PROCEDURE pg_mq_maintenance_loop (interval, integer, integer) IS
 'CALL outside a transaction block (psql, cron, systemd): run pg_mq_maintain on every queue every pause, committing after each batch, runs times or forever.';

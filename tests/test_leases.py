@@ -11,9 +11,7 @@ from helpers import fails
 def make(db, channel="q", n=0):
     db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
     if n:
-        db.execute(
-            "SELECT pg_mq_send_batch(%s, array_agg('m' || i)) FROM generate_series(1, %s) i", (channel, n)
-        )
+        db.execute("SELECT pg_mq_send_batch(%s, array_agg('m' || i)) FROM generate_series(1, %s) i", (channel, n))
 
 
 def read(conn, n=1, vt="30 seconds", channel="q", **kw):
@@ -91,9 +89,7 @@ def test_consumer_killed_inside_its_transaction_loses_the_lease_at_once(connect)
 def test_nack_makes_messages_visible_again_after_the_delay(db):
     make(db, n=1)
     ((msg_id, _, _),) = read(db, 1, "1 hour")
-    assert [
-        r[0] for r in db.execute("SELECT * FROM pg_mq_nack('q', %s, '400 milliseconds')", ([msg_id],))
-    ] == [msg_id]
+    assert [r[0] for r in db.execute("SELECT * FROM pg_mq_nack('q', %s, '400 milliseconds')", ([msg_id],))] == [msg_id]
     assert read(db, 1) == []
     got = wait_until(lambda: read(db, 1))
     assert got[0][:2] == (msg_id, 2)

@@ -11,9 +11,7 @@ def state(db):
     """What a failed call must not change: catalog rows, queue tables, triggers."""
     return (
         db.execute("SELECT count(*) FROM pg_mq_config_catalog").fetchone()[0],
-        db.execute(
-            "SELECT count(*) FROM pg_class WHERE relname LIKE 'pg_mq_queue_%' AND relkind = 'r'"
-        ).fetchone()[0],
+        db.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pg_mq_queue_%' AND relkind = 'r'").fetchone()[0],
         db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'pg_mq_notify'").fetchone()[0],
     )
 
@@ -74,9 +72,7 @@ def test_text_payload_is_parsed_as_the_queue_type(db):
 
 def test_wrong_payload_type_is_refused_naming_both_types(db):
     db.execute("SELECT pg_mq_create_queue('t', 'text')")
-    fails(
-        db, "SELECT pg_mq_send_message('t', 5)", sqlstate="42804", match='queue "t" holds text, not integer'
-    )
+    fails(db, "SELECT pg_mq_send_message('t', 5)", sqlstate="42804", match='queue "t" holds text, not integer')
     db.execute("SELECT pg_mq_create_queue('j', 'jsonb')")
     fails(db, "SELECT pg_mq_send_message('j', 1.5)", sqlstate="42804", match="holds jsonb, not numeric")
     assert db.execute("SELECT count(*) FROM pg_mq_queue_t").fetchone()[0] == 0
@@ -126,9 +122,7 @@ def test_bad_create_is_refused_and_leaves_nothing(db, channel, type_name, sqlsta
 def test_creating_an_existing_queue_fails_and_keeps_the_first(db):
     db.execute("SELECT pg_mq_create_queue('dup', 'text')")
     db.execute("SELECT pg_mq_send_message('dup', 'keep me'::text)")
-    fails(
-        db, "SELECT pg_mq_create_queue('dup', 'bytea')", sqlstate="42710", match='queue "dup" already exists'
-    )
+    fails(db, "SELECT pg_mq_create_queue('dup', 'bytea')", sqlstate="42710", match='queue "dup" already exists')
     assert state(db) == (1, 1, 1)
     assert db.execute("SELECT payload FROM pg_mq_get_msg_text('dup', 1)").fetchone()[0] == "keep me"
 
@@ -155,9 +149,7 @@ def test_unknown_channel_is_an_error_for_every_function(db):
 
 def test_null_arguments_are_refused(db):
     db.execute("SELECT pg_mq_create_queue('q', 'text')")
-    fails(
-        db, "SELECT pg_mq_send_message(NULL, 'x'::text)", sqlstate="22004", match="channel must not be NULL"
-    )
+    fails(db, "SELECT pg_mq_send_message(NULL, 'x'::text)", sqlstate="22004", match="channel must not be NULL")
     fails(db, "SELECT pg_mq_send_message('q', NULL::text)", sqlstate="22004", match="must not be NULL")
     fails(db, "SELECT pg_mq_send_batch('q', ARRAY['a', NULL])", sqlstate="22004", match=r"payloads\[2\]")
     fails(db, "SELECT * FROM pg_mq_get_msg_text('q', NULL)", sqlstate="22004", match="must not be NULL")
@@ -214,8 +206,7 @@ def test_every_public_function_has_a_comment(db):
     ).fetchall()
     assert missing == []
     count = db.execute(
-        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pg\\_mq\\_%'"
-        " AND obj_description(oid, 'pg_proc') <> ''"
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pg\\_mq\\_%' AND obj_description(oid, 'pg_proc') <> ''"
     ).fetchone()[0]
     assert count >= 12
 

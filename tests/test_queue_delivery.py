@@ -59,13 +59,9 @@ def test_competing_consumers_neither_block_nor_share(connect):
 def test_get_by_id_reports_previous_delivery_and_marks_it(db):
     fill(db, n=2)
     first_id = db.execute("SELECT min(msg_id) FROM pg_mq_queue_q").fetchone()[0]
-    row = db.execute(
-        "SELECT payload, was_delivered FROM pg_mq_get_msg_id_text('q', %s)", (first_id,)
-    ).fetchone()
+    row = db.execute("SELECT payload, was_delivered FROM pg_mq_get_msg_id_text('q', %s)", (first_id,)).fetchone()
     assert row == ("m1", False)
-    row = db.execute(
-        "SELECT payload, was_delivered FROM pg_mq_get_msg_id_bin('q', %s)", (first_id,)
-    ).fetchone()
+    row = db.execute("SELECT payload, was_delivered FROM pg_mq_get_msg_id_bin('q', %s)", (first_id,)).fetchone()
     assert row == (b"m1", True)
     assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 5)")] == ["m2"]
     assert db.execute("SELECT * FROM pg_mq_get_msg_id_text('q', -1)").fetchall() == []
@@ -126,18 +122,12 @@ def test_one_notification_per_sending_statement(connect):
     listener = connect()
     db.execute("SELECT pg_mq_create_queue('n', 'text')")
     listener.execute('LISTEN "n"')
-    ids = [
-        r[0]
-        for r in db.execute("SELECT pg_mq_send_batch('n', array_agg(i::text)) FROM generate_series(1, 100) i")
-    ]
+    ids = [r[0] for r in db.execute("SELECT pg_mq_send_batch('n', array_agg(i::text)) FROM generate_series(1, 100) i")]
     notes = wait_notifies(listener, 1)
     assert [n.payload for n in notes] == [str(max(ids))]
     assert drain_notifies(listener) == []
     with db.transaction():
-        last = [
-            db.execute("SELECT msg_id FROM pg_mq_send_message('n', 'x'::text)").fetchone()[0]
-            for _ in range(3)
-        ]
+        last = [db.execute("SELECT msg_id FROM pg_mq_send_message('n', 'x'::text)").fetchone()[0] for _ in range(3)]
     assert sorted(n.payload for n in wait_notifies(listener, 3)) == sorted(str(i) for i in last)
     assert drain_notifies(listener) == []
 

@@ -97,9 +97,7 @@ def test_a_granted_queue_admin_manages_queues_without_superuser(db, as_):
 
 def test_grant_bad_input(db, roles):
     db.execute("SELECT pg_mq_create_queue('q', 'text')")
-    fails(
-        db, "SELECT pg_mq_grant('q', 'ghost', 'send')", sqlstate="42704", match='role "ghost" does not exist'
-    )
+    fails(db, "SELECT pg_mq_grant('q', 'ghost', 'send')", sqlstate="42704", match='role "ghost" does not exist')
     fails(db, "SELECT pg_mq_grant('q', 'sender', 'write')", sqlstate="22023", match='privilege "write"')
     fails(db, "SELECT pg_mq_grant('q', NULL, 'send')", sqlstate="22004", match="role must not be NULL")
     fails(db, "SELECT pg_mq_grant('zz', 'sender', 'send')", sqlstate="42704", match='queue "zz"')

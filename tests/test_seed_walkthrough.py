@@ -22,9 +22,7 @@ def test_seed_walkthrough_create_listen_send_read(connect):
 
 def test_seed_catalog_and_table_layout(db):
     db.execute("SELECT pg_mq_create_queue('test_queue', 'text')")
-    catalog = db.execute(
-        "SELECT channel, table_name, payload_type::text FROM pg_mq_config_catalog"
-    ).fetchall()
+    catalog = db.execute("SELECT channel, table_name, payload_type::text FROM pg_mq_config_catalog").fetchall()
     assert catalog == [("test_queue", "pg_mq_queue_test_queue", "text")]
     columns = [
         r[0]

@@ -125,9 +125,9 @@ def read(
     )
     deadline = None
     if wait is not None:
-        deadline = _db.run(
-            "SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("interval",), (wait,)
-        )[0]["s"]
+        deadline = _db.run("SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("interval",), (wait,))[
+            0
+        ]["s"]
     waited, pause = 0.0, 0.01
     while True:
         _dead_letter_overdue(queue)
@@ -160,9 +160,7 @@ def _retains(queue: Queue) -> bool:
     retention = queue.settings.get("retention", "0")
     return (
         retention not in ("0", "00:00:00")
-        and _db.run(
-            "SELECT $1::pg_catalog.interval > '0'::pg_catalog.interval AS r", ("text",), (retention,)
-        )[0]["r"]
+        and _db.run("SELECT $1::pg_catalog.interval > '0'::pg_catalog.interval AS r", ("text",), (retention,))[0]["r"]
     )
 
 

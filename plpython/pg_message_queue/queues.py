@@ -157,9 +157,7 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
     """Drop a queue. One still holding undelivered messages needs ``force``."""
     queue = get(check_channel(channel), lock=True)
     if not force:
-        waiting = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {queue.table} WHERE delivered_at IS NULL")[
-            0
-        ]["n"]
+        waiting = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {queue.table} WHERE delivered_at IS NULL")[0]["n"]
         if waiting:
             _db.fail(
                 "55006",
@@ -175,9 +173,7 @@ def purge_queue(channel: str | None) -> int:
     """Delete every message of a queue; returns how many were deleted."""
     queue = get(check_channel(channel))
     return int(
-        _db.run(f"WITH d AS (DELETE FROM {queue.table} RETURNING 1) SELECT pg_catalog.count(*) AS n FROM d")[
-            0
-        ]["n"]
+        _db.run(f"WITH d AS (DELETE FROM {queue.table} RETURNING 1) SELECT pg_catalog.count(*) AS n FROM d")[0]["n"]
     )
 
 
@@ -186,9 +182,7 @@ def rebuild_triggers() -> int:
     done = 0
     for row in _db.run(f"SELECT channel FROM {_catalog()} ORDER BY channel"):
         queue = get(row["channel"])
-        exists = _db.run("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS ok", ("text",), (queue.table,))[0][
-            "ok"
-        ]
+        exists = _db.run("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS ok", ("text",), (queue.table,))[0]["ok"]
         if not exists:
             _db.warn(f'queue "{queue.channel}" has no table {queue.table}; skipped')
             continue

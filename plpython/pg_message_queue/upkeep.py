@@ -35,9 +35,7 @@ def stats(channel: str | None) -> dict[str, Any]:
     if queue.settings.get("max_deliveries"):
         dlq = queues.find(queue.settings.get("dead_letter_queue") or queues.default_dlq(queue.channel))
         if dlq is not None:
-            dead = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {dlq.table} WHERE delivered_at IS NULL")[0][
-                "n"
-            ]
+            dead = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {dlq.table} WHERE delivered_at IS NULL")[0]["n"]
     result = dict(row)
     result.update(
         channel=queue.channel,
@@ -45,9 +43,9 @@ def stats(channel: str | None) -> dict[str, Any]:
         dead_lettered=dead,
         sent_total=totals[0]["sent_total"] if totals else None,
         removed_total=totals[0]["removed_total"] if totals else None,
-        settings=_db.run(
-            f"SELECT settings FROM {queues._catalog()} WHERE channel = $1", ("text",), (queue.channel,)
-        )[0]["settings"],
+        settings=_db.run(f"SELECT settings FROM {queues._catalog()} WHERE channel = $1", ("text",), (queue.channel,))[
+            0
+        ]["settings"],
     )
     return result
 
@@ -96,9 +94,7 @@ def maintenance_loop(pause: str | None, runs: int | None, batch_size: int | None
     size = _check_batch(batch_size)
     if pause is None:
         _db.fail("22004", "pause must not be NULL")
-    seconds = _db.run("SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("text",), (pause,))[
-        0
-    ]["s"]
+    seconds = _db.run("SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("text",), (pause,))[0]["s"]
     done_runs = 0
     while runs is None or done_runs < runs:
         for name in _channels(None):
