@@ -127,3 +127,87 @@ def connect(dsn: str) -> Iterator[Callable[..., psycopg.Connection]]:
 def db(connect: Callable[..., psycopg.Connection]) -> psycopg.Connection:
     """An autocommit connection to the test's database, as superuser."""
     return connect()
+
+
+# ---- AMQP: one private RabbitMQ node per session (see tools/servers.py RabbitMQ) ----
+
+
+class Rabbit:
+    """The session's RabbitMQ node, plus what tests need to look at what really arrived."""
+
+    def __init__(self, node: object) -> None:
+        self.node = node
+
+    @property
+    def port(self) -> int:
+        return self.node.port  # type: ignore[attr-defined]
+
+    def channel(self) -> object:
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port, heartbeat=0))
+        return conn.channel()
+
+    def queue(self, exchange: str = "", routing_key: str | None = None, durable: bool = False) -> str:
+        """A fresh queue, bound to ``exchange`` with ``routing_key`` (default: its name)."""
+        import uuid
+
+        name = f"q-{uuid.uuid4().hex[:12]}"
+        ch = self.channel()
+        ch.queue_declare(name, durable=durable)
+        if exchange:
+            ch.queue_bind(name, exchange, routing_key if routing_key is not None else name)
+        ch.connection.close()
+        return name
+
+    def drain(self, queue: str, count: int, timeout: float = 10.0, settle: float = 0.3) -> list[tuple]:
+        """Messages of ``queue`` as (properties, body): wait until ``count`` arrived (or
+        ``timeout``), then ``settle`` seconds more so extras (duplicates) show up too."""
+        import time
+
+        ch = self.channel()
+        got: list[tuple] = []
+        deadline = time.monotonic() + timeout
+        quiet_until: float | None = None
+        try:
+            while True:
+                method, props, body = ch.basic_get(queue, auto_ack=True)
+                if method is not None:
+                    got.append((props, body.decode()))
+                    continue
+                now = time.monotonic()
+                if len(got) >= count:
+                    quiet_until = quiet_until or now + settle
+                    if now >= quiet_until:
+                        return got
+                elif now >= deadline:
+                    return got
+                ch.connection.sleep(0.02)
+        finally:
+            ch.connection.close()
+
+
+@pytest.fixture(scope="session")
+def rabbit() -> Iterator[Rabbit]:
+    from servers import RabbitMQ
+
+    root = Path(tempfile.mkdtemp(prefix="pgmq-rabbit-"))
+    node = RabbitMQ(root)
+    try:
+        node.start()
+        yield Rabbit(node)
+    finally:
+        node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(rabbit: Rabbit, db: psycopg.Connection) -> int:
+    """broker_id of an amqp.broker row (guest@127.0.0.1) for the session's RabbitMQ."""
+    row = db.execute(
+        "INSERT INTO amqp.broker (host, port, vhost, username, password)"
+        " VALUES ('127.0.0.1', %s, '/', 'guest', 'guest') RETURNING broker_id",
+        (rabbit.port,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -9,12 +9,15 @@ port, run as the ``postgres`` OS user when we are root. RabbitMQ likewise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -137,6 +140,170 @@ class Postgres:
             check=True,
             capture_output=True,
             text=True,
+        )
+        return out.stdout
+
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class RabbitMQ:
+    """A private RabbitMQ node in ``root``: its own node name, data, logs, cookie and
+    loopback ports (AMQP, Erlang distribution, epmd), kept in ``root/ports`` so a
+    restart (even after ``kill -9``) comes back on the same ones."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _ports(self) -> dict[str, int]:
+        path = self.root / "ports"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            ports = {"amqp": free_port(), "dist": free_port(), "epmd": free_port()}
+            path.write_text(" ".join(f"{k}={v}" for k, v in ports.items()))
+        return {k: int(v) for k, v in (kv.split("=") for kv in path.read_text().split())}
+
+    @property
+    def port(self) -> int:
+        return self._ports()["amqp"]
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def _env(self) -> dict[str, str]:
+        ports = self._ports()
+        root = str(self.root)
+        return {
+            **os.environ,
+            "HOME": root,  # the Erlang cookie lives here
+            "RABBITMQ_NODENAME": f"pgmq{ports['amqp']}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(ports["amqp"]),
+            "RABBITMQ_DIST_PORT": str(ports["dist"]),
+            "ERL_EPMD_PORT": str(ports["epmd"]),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": f"{root}/mnesia",
+            "RABBITMQ_LOG_BASE": f"{root}/log",
+            "RABBITMQ_LOGS": f"{root}/log/rabbit.log",
+            "RABBITMQ_PID_FILE": f"{root}/rabbit.pid",
+            "RABBITMQ_CONFIG_FILE": f"{root}/rabbitmq",
+            "RABBITMQ_ADVANCED_CONFIG_FILE": f"{root}/advanced.config",
+            "RABBITMQ_CONF_ENV_FILE": f"{root}/rabbitmq-env.conf",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": f"{root}/enabled_plugins",
+            "RABBITMQ_ENABLED_PLUGINS": "",
+        }
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.root / "rabbit.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        pid = self._pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return self.ready()
+
+    def ready(self) -> bool:
+        """True when the AMQP listener answers the protocol header with Connection.Start."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"AMQP\x00\x00\x09\x01")
+                return s.recv(1) == b"\x01"
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 60) -> None:
+        if self.running():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "log").mkdir(exist_ok=True)
+        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "rabbitmq-env.conf").write_text("")
+        (self.root / "rabbitmq.conf").write_text(
+            "loopback_users = none\nlog.console = false\nlog.file.level = warning\n"
+        )
+        (self.root / "rabbit.pid").unlink(missing_ok=True)
+        with open(self.root / "log" / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(RABBITMQ_SERVER)],
+                env=self._env(),
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not (self._pid() and self.ready()):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"RabbitMQ exited at start; see {self.root}/log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RabbitMQ did not start in {timeout}s; see {self.root}/log")
+            time.sleep(0.2)
+
+    def _wait_gone(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.pid == pid:
+                if self.proc.poll() is not None:
+                    return
+            else:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    return
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """``kill -9`` the node: no clean shutdown, clients see the socket die."""
+        pid = self._pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            self._wait_gone(pid, 10)
+        (self.root / "rabbit.pid").unlink(missing_ok=True)
+
+    def stop(self, epmd: bool = True) -> None:
+        pid = self._pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            self._wait_gone(pid, 30)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            self._wait_gone(pid, 5)
+        (self.root / "rabbit.pid").unlink(missing_ok=True)
+        if epmd and (self.root / "ports").exists():
+            subprocess.run(
+                ["epmd", "-port", str(self._ports()["epmd"]), "-kill"],
+                env=self._env(),
+                capture_output=True,
+                check=False,
+            )
+
+    def restart(self) -> None:
+        """Start again on the same ports and data (after ``kill`` or ``stop``)."""
+        if self._pid() is not None:
+            self.stop(epmd=False)
+        self.start()
+
+    def ctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl`` against this node."""
+        out = subprocess.run(
+            ["/usr/lib/rabbitmq/bin/rabbitmqctl", *args],
+            env=self._env(),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return out.stdout
 

@@ -79,11 +79,12 @@ def dead_letter(queue: Queue, msg_ids: list[int], reason: str) -> int:
         " COALESCE(headers, '{}'::pg_catalog.jsonb) || pg_catalog.jsonb_build_object('x-dead-letter',"
         " pg_catalog.jsonb_build_object('queue', $2::text, 'msg_id', msg_id, 'read_count', read_count,"
         " 'sent_at', sent_at, 'dead_lettered_at', pg_catalog.clock_timestamp(), 'reason', $3::text)),"
-        f" payload::{dlq.type_sql} FROM gone RETURNING msg_id",
+        f" payload::{dlq.type_sql} FROM gone",
         ("int8[]", "text", "text"),
         (msg_ids, queue.channel, reason),
     )
-    return len(moved)
+    # No RETURNING: a receiver may INSERT into the dead-letter queue, not read it.
+    return int(moved.nrows())
 
 
 def _select_ready(queue: Queue) -> str:
@@ -251,8 +252,8 @@ def move(source: str | None, target: str | None, n: int | None, msg_ids: list[in
         f"WITH picked AS ({picked}),"
         f" gone AS (DELETE FROM {src.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
         f" INSERT INTO {dst.table} (msg_id, sent_at, sent_by, priority, dedup_key, headers, payload)"
-        " SELECT msg_id, sent_at, sent_by, priority, dedup_key, headers, payload FROM gone RETURNING msg_id",
+        " SELECT msg_id, sent_at, sent_by, priority, dedup_key, headers, payload FROM gone",
         ("int8[]", "int8"),
         (msg_ids, n),
     )
-    return len(moved)
+    return int(moved.nrows())

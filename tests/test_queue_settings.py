@@ -1,0 +1,296 @@
+"""Send options and per-queue settings: delay, priority, dedup, FIFO groups, DLQ, retention, stats."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+from helpers import as_role, fails
+
+
+def make(db, channel="q"):
+    db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+
+
+def send(db, payload, channel="q", **kw):
+    extra = "".join(f", {k} => %({k})s" for k in kw)
+    return db.execute(
+        f"SELECT msg_id, deduplicated FROM pg_mq_send_message(%(c)s, %(p)s::text{extra})",
+        {"c": channel, "p": payload, **kw},
+    ).fetchone()
+
+
+def payloads(db, sql):
+    return [r[0] for r in db.execute(sql)]
+
+
+def config(db, key, value, channel="q"):
+    return db.execute("SELECT pg_mq_set_queue_config(%s, %s, %s)", (channel, key, value)).fetchone()[0]
+
+
+def test_delayed_messages_are_invisible_until_due(db):
+    make(db)
+    send(db, "later", delay="400 milliseconds")
+    send(db, "now")
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 5)") == ["now"]
+    assert payloads(db, "SELECT payload FROM pg_mq_get_msg_text('q', 5)") == []
+    time.sleep(0.5)
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 5)") == ["later"]
+
+
+def test_negative_delay_and_non_object_headers_are_refused(db):
+    make(db)
+    fails(db, "SELECT pg_mq_send_message('q', 'x'::text, delay => '-1 s')", sqlstate="22023", match="delay")
+    fails(db, "SELECT pg_mq_send_message('q', 'x'::text, headers => '[1]')", sqlstate="22023", match="JSON object")
+    fails(db, "SELECT pg_mq_send_message('q', 'x'::text, priority => NULL)", sqlstate="22004", match="priority")
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0
+
+
+def test_higher_priority_first_then_oldest(db):
+    make(db)
+    for payload, prio in [("low1", 0), ("high1", 9), ("mid", 5), ("high2", 9), ("low2", 0)]:
+        send(db, payload, priority=prio)
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10)") == ["high1", "high2", "mid", "low1", "low2"]
+
+
+def test_priority_ordering_off_means_plain_fifo(db):
+    make(db)
+    config(db, "priority_ordering", "off")
+    send(db, "first", priority=0)
+    send(db, "second", priority=9)
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10)") == ["first", "second"]
+
+
+def test_send_batch_returns_ids_in_input_order_with_options(db):
+    make(db)
+    ids = payloads(db, "SELECT pg_mq_send_batch('q', ARRAY['a', 'b', 'c'], priority => 3, headers => '{\"h\": 1}')")
+    assert ids == sorted(ids) and len(ids) == 3
+    rows = db.execute("SELECT msg_id, payload, priority, headers FROM pg_mq_read('q', 5)").fetchall()
+    assert rows == [(ids[0], "a", 3, {"h": 1}), (ids[1], "b", 3, {"h": 1}), (ids[2], "c", 3, {"h": 1})]
+    assert db.execute("SELECT count(*) FROM pg_mq_send_batch('q', '{}'::text[])").fetchone()[0] == 0
+
+
+def test_dedup_key_returns_the_live_message_instead_of_a_copy(db):
+    make(db)
+    first = send(db, "once", dedup_key="order-1")
+    assert first[1] is False
+    assert send(db, "again", dedup_key="order-1") == (first[0], True)
+    other = send(db, "other", dedup_key="order-2")
+    assert other[0] != first[0]
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 2
+    # Once acknowledged, the key is free again.
+    db.execute("SELECT pg_mq_ack('q', %s)", ([first[0]],))
+    assert send(db, "new", dedup_key="order-1")[1] is False
+
+
+def test_dedup_window_expires(db):
+    make(db)
+    config(db, "dedup_window", "300 milliseconds")
+    first = send(db, "x", dedup_key="k")
+    time.sleep(0.4)
+    assert send(db, "x", dedup_key="k")[0] != first[0]
+
+
+def test_concurrent_senders_of_one_dedup_key_store_one_message(connect):
+    db = connect()
+    make(db)
+    a = connect(autocommit=False)
+    b = connect()
+    first = send(a, "from a", dedup_key="same")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(row=send(b, "from b", dedup_key="same")))
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive()  # b waits for a's transaction
+    a.commit()
+    thread.join(5)
+    assert result["row"] == (first[0], True)
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 1
+
+
+def test_fifo_groups_allow_one_message_in_flight_per_group(db):
+    make(db)
+    config(db, "fifo_group_header", "customer")
+    for customer, n in [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2)]:
+        send(db, f"{customer}{n}", headers=f'{{"customer": "{customer}"}}')
+    send(db, "loose")  # no group: no constraint
+    first = db.execute("SELECT msg_id, payload FROM pg_mq_read('q', 10)").fetchall()
+    assert [p for _, p in first] == ["a1", "b1", "loose"]
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10)") == []
+    db.execute("SELECT pg_mq_ack('q', %s)", ([first[0][0]],))  # finish a1
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10)") == ["a2"]
+
+
+def test_fifo_groups_with_competing_consumers(connect):
+    db = connect()
+    make(db)
+    config(db, "fifo_group_header", "g")
+    db.execute(
+        "SELECT pg_mq_send_message('q', i::text, headers => jsonb_build_object('g', i % 3))"
+        " FROM generate_series(1, 30) i"
+    )
+    a = connect(autocommit=False)
+    b = connect(autocommit=False)
+    got_a = a.execute("SELECT headers->>'g' FROM pg_mq_read('q', 10)").fetchall()
+    got_b = b.execute("SELECT headers->>'g' FROM pg_mq_read('q', 10)").fetchall()
+    groups = [g for (g,) in got_a + got_b]
+    assert sorted(groups) == ["0", "1", "2"]  # never two of one group at once
+    a.commit()
+    b.commit()
+
+
+def test_message_nacked_max_deliveries_times_lands_in_dlq_exactly_once(db):
+    make(db)
+    settings = config(db, "max_deliveries", "2")
+    assert settings == {"max_deliveries": 2}
+    assert db.execute("SELECT payload_type::text FROM pg_mq_config_catalog WHERE channel = 'q_dlq'").fetchone() == (
+        "text",
+    )
+    msg_id = send(db, "poison", headers='{"trace": "t1"}')[0]
+    for expected_count in (1, 2):
+        row = db.execute("SELECT msg_id, read_count FROM pg_mq_read('q', 1)").fetchone()
+        assert row == (msg_id, expected_count)
+        db.execute("SELECT pg_mq_nack('q', %s)", ([msg_id],))
+    assert db.execute("SELECT * FROM pg_mq_read('q', 1)").fetchall() == []
+    dead = db.execute("SELECT msg_id, payload, headers FROM pg_mq_read('q_dlq', 5)").fetchall()
+    assert len(dead) == 1
+    dead_id, payload, headers = dead[0]
+    assert (dead_id, payload, headers["trace"]) == (msg_id, "poison", "t1")
+    history = headers["x-dead-letter"]
+    assert history["queue"] == "q" and history["read_count"] == 2 and history["reason"] == "max_deliveries"
+    # Replay: back to the source queue, ready, read_count reset, history kept.
+    db.execute("SELECT pg_mq_nack('q_dlq', %s)", ([dead_id],))
+    assert db.execute("SELECT pg_mq_move('q_dlq', 'q')").fetchone()[0] == 1
+    again = db.execute("SELECT msg_id, read_count, headers FROM pg_mq_read('q', 1)").fetchone()
+    assert again[0] == msg_id and again[1] == 1 and "x-dead-letter" in again[2]
+
+
+def test_expired_leases_count_towards_max_deliveries(db):
+    make(db)
+    config(db, "max_deliveries", "1")
+    msg_id = send(db, "slow")[0]
+    assert db.execute("SELECT msg_id FROM pg_mq_read('q', 1, '100 milliseconds')").fetchone() == (msg_id,)
+    time.sleep(0.2)
+    assert db.execute("SELECT * FROM pg_mq_read('q', 1)").fetchall() == []
+    assert db.execute("SELECT msg_id FROM pg_mq_queue_q_dlq").fetchall() == [(msg_id,)]
+
+
+def test_custom_dead_letter_queue_and_type_mismatch(db):
+    make(db)
+    db.execute("SELECT pg_mq_create_queue('graveyard', 'text')")
+    db.execute("SELECT pg_mq_create_queue('ints', 'integer')")
+    config(db, "dead_letter_queue", "graveyard")
+    config(db, "max_deliveries", "1")
+    assert db.execute("SELECT count(*) FROM pg_mq_config_catalog WHERE channel = 'q_dlq'").fetchone()[0] == 0
+    config(db, "max_deliveries", None)
+    db.execute("SELECT pg_mq_set_queue_config('ints', 'dead_letter_queue', 'graveyard')")
+    fails(
+        db,
+        "SELECT pg_mq_set_queue_config('ints', 'max_deliveries', '3')",
+        sqlstate="42804",
+        match='dead-letter queue "graveyard" holds text',
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "sqlstate", "match"),
+    [
+        ("colour", "red", "22023", 'unknown queue setting "colour"'),
+        ("max_deliveries", "0", "22023", "positive integer"),
+        ("max_deliveries", "two", "22023", "positive integer"),
+        ("retention", "soon", "22007", "must be an interval"),
+        ("retention", "-1 day", "22023", "must not be negative"),
+        ("priority_ordering", "maybe", "22023", "boolean"),
+        ("dead_letter_queue", "q", "22023", "its own dead-letter queue"),
+        ("fifo_group_header", " ", "22023", "header key"),
+    ],
+)
+def test_bad_settings_are_refused_and_change_nothing(db, key, value, sqlstate, match):
+    make(db)
+    fails(db, "SELECT pg_mq_set_queue_config('q', %s, %s)", (key, value), sqlstate, match)
+    assert db.execute("SELECT settings FROM pg_mq_config_catalog WHERE channel = 'q'").fetchone()[0] == {}
+
+
+def test_dlq_name_too_long_says_what_to_do(db):
+    long_name = "x" * 50
+    make(db, long_name)
+    fails(db, "SELECT pg_mq_set_queue_config(%s, 'max_deliveries', '3')", (long_name,), "42622", "dead-letter queue")
+
+
+def test_retention_archives_acknowledged_messages_until_maintenance(db):
+    make(db)
+    config(db, "retention", "300 milliseconds")
+    ids = [send(db, p)[0] for p in ("a", "b")]
+    db.execute("SELECT pg_mq_read('q', 2)")
+    db.execute("SELECT pg_mq_ack('q', %s)", (ids,))
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NOT NULL").fetchone()[0] == 2
+    assert db.execute("SELECT pg_mq_maintain('q')").fetchone()[0] == 0  # still within retention
+    time.sleep(0.4)
+    assert db.execute("SELECT pg_mq_maintain('q', batch_size => 1)").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0
+
+
+def test_maintain_expires_rows_delivered_by_the_original_api(db):
+    make(db)
+    send(db, "old style")
+    db.execute("SELECT * FROM pg_mq_get_msg_text('q', 1)")
+    send(db, "pending")
+    assert db.execute("SELECT pg_mq_maintain()").fetchone()[0] == 1  # retention 0: delivered rows go
+    assert payloads(db, "SELECT payload FROM pg_mq_queue_q") == ["pending"]
+    fails(db, "SELECT pg_mq_maintain('q', 0)", sqlstate="22023", match="batch_size")
+
+
+def test_maintenance_loop_procedure_commits_batches(db):
+    make(db)
+    config(db, "retention", "0")
+    db.execute("SELECT pg_mq_send_batch('q', array_agg(i::text)) FROM generate_series(1, 25) i")
+    db.execute("SELECT * FROM pg_mq_get_msg_text('q', 25)")
+    db.execute("CALL pg_mq_maintenance_loop('0', 1, 10)")
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0
+
+
+def test_stats_and_queues_view(db):
+    make(db)
+    config(db, "max_deliveries", "1")
+    for p in ("a", "b", "c", "d"):
+        send(db, p)
+    send(db, "delayed", delay="1 hour")
+    db.execute("SELECT pg_mq_read('q', 1, '1 hour')")  # a in flight
+    db.execute("SELECT pg_mq_read('q', 1, '1 millisecond')")  # b: lease expires, next read → DLQ
+    time.sleep(0.05)
+    db.execute("SELECT pg_mq_read('q', 1, '1 hour')")  # c in flight, b dead-lettered
+    stats = db.execute(
+        "SELECT depth, ready, in_flight, delayed, retained, dead_lettered, oldest_ready_age > '0' FROM pg_mq_stats('q')"
+    ).fetchone()
+    assert stats == (4, 1, 2, 1, 0, 1, True)
+    view = db.execute("SELECT channel, depth FROM pg_mq_queues ORDER BY channel").fetchall()
+    assert view == [("q", 4), ("q_dlq", 1)]
+
+
+def test_receivers_can_dead_letter_and_admin_functions_are_not_public(db, dsn):
+    make(db)
+    db.execute("DROP ROLE IF EXISTS worker")
+    db.execute("CREATE ROLE worker LOGIN")
+    try:
+        db.execute("SELECT pg_mq_grant('q', 'worker', 'receive')")
+        config(db, "max_deliveries", "1")  # DLQ created after the grant: still writable by worker
+        msg_id = send(db, "poison")[0]
+        with psycopg.connect(as_role(dsn, "worker"), autocommit=True) as worker:
+            assert worker.execute("SELECT msg_id FROM pg_mq_read('q', 1)").fetchone() == (msg_id,)
+            worker.execute("SELECT pg_mq_nack('q', %s)", ([msg_id],))
+            fails(worker, "SELECT * FROM pg_mq_stats('q')", sqlstate="42501", match="permission denied")
+            fails(worker, "SELECT * FROM pg_mq_queues", sqlstate="42501", match="permission denied")
+            fails(worker, "SELECT pg_mq_set_queue_config('q', 'retention', '1 day')", sqlstate="42501", match="")
+            fails(worker, "SELECT pg_mq_maintain()", sqlstate="42501", match="permission denied")
+        assert db.execute("SELECT msg_id FROM pg_mq_queue_q_dlq").fetchall() == [(msg_id,)]
+    finally:
+        db.execute("DROP OWNED BY worker")
+        db.execute("DROP ROLE worker")
+
+
+def test_move_refuses_mismatched_queues(db):
+    make(db)
+    db.execute("SELECT pg_mq_create_queue('ints', 'integer')")
+    fails(db, "SELECT pg_mq_move('q', 'ints')", sqlstate="42804", match="holds text")
+    fails(db, "SELECT pg_mq_move('q', 'q')", sqlstate="22023", match="to itself")
+    fails(db, "SELECT pg_mq_move('q', 'nope')", sqlstate="42704", match='queue "nope"')
