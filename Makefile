@@ -15,7 +15,7 @@ DATA_built  = $(SCRIPT)
 EXTRA_CLEAN = build
 
 # Fixed order: declarations before the functions that use them, grants last.
-SQL_PARTS   = sql/catalog.sql sql/queues.sql sql/messages.sql sql/leases.sql sql/upkeep.sql sql/grants.sql
+SQL_PARTS   = sql/catalog.sql sql/queues.sql sql/messages.sql sql/leases.sql sql/upkeep.sql sql/amqp.sql sql/grants.sql
 
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV        = .venv

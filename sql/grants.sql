@@ -18,3 +18,22 @@ REVOKE ALL ON FUNCTION pg_mq_stats(text) FROM public;
 REVOKE ALL ON pg_mq_queues FROM public;
 REVOKE ALL ON FUNCTION pg_mq_maintain(text, integer) FROM public;
 REVOKE ALL ON PROCEDURE pg_mq_maintenance_loop(interval, integer, integer) FROM public;
+
+-- AMQP. USAGE on schema amqp (granted by an administrator, never to public) is
+-- what lets a role publish: publish, autonomous_publish and disconnect are
+-- executable by public behind it. They are SECURITY DEFINER, so publishers need
+-- no rights on amqp.outbox and can read amqp.broker's columns except password.
+-- exchange_declare, flush, relay and retry_failed are for administrators.
+REVOKE ALL ON amqp.broker FROM public;
+GRANT SELECT (
+    broker_id, host, port, vhost, username, tls, tls_ca_file, heartbeat,
+    connect_timeout, confirm_timeout, strict, mandatory, failover_order
+) ON amqp.broker TO public;
+REVOKE ALL ON amqp.outbox FROM public;
+GRANT SELECT ON amqp.status TO public;
+REVOKE ALL ON FUNCTION amqp._send_transaction(bigint) FROM public;
+REVOKE ALL ON FUNCTION amqp._outbox_on_commit() FROM public;
+REVOKE ALL ON FUNCTION amqp.exchange_declare(integer, varchar, varchar, boolean, boolean, boolean) FROM public;
+REVOKE ALL ON FUNCTION amqp.flush(integer, integer, boolean) FROM public;
+REVOKE ALL ON FUNCTION amqp.retry_failed(integer) FROM public;
+REVOKE ALL ON PROCEDURE amqp.relay(integer, integer, double precision, interval, boolean) FROM public;

@@ -7,4 +7,4 @@ functions in ``sql/`` are thin: a generated prologue that imports this package
 
 __version__ = "0.1.0"
 
-from . import leases, messages, queues, upkeep  # noqa: F401  (used by the SQL bodies)
+from . import amqp, leases, messages, queues, upkeep  # noqa: F401  (used by the SQL bodies)

@@ -1,0 +1,349 @@
+"""AMQP from SQL with on-commit semantics: the Python behind schema ``amqp``.
+
+``amqp.publish`` (PL/pgSQL) only inserts into ``amqp.outbox``. At commit the
+outbox's deferred constraint trigger calls :func:`send_transaction`, which
+publishes the transaction's rows with confirms and deletes the confirmed ones;
+whatever is not confirmed stays (with a WARNING) and commits with the
+transaction, for :func:`flush` / :func:`relay` to deliver later, in order.
+Connections and the pipelined confirm logic live in ``amqp_link``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from . import _db
+from . import amqp_link as link
+
+_ROW = (
+    "id, broker_id, exchange, routing_key, message, delivery_mode, content_type, reply_to,"
+    " correlation_id, headers::text AS headers, message_id, expiration, priority, mandatory,"
+    " txid::text AS txid"
+)
+_HOSTS = (
+    "SELECT host, port, vhost, username, password, tls, tls_ca_file, heartbeat, connect_timeout,"
+    " confirm_timeout FROM amqp.broker WHERE broker_id = $1 ORDER BY failover_order, host, port"
+)
+_RELAY_LOCK = "pg_message_queue amqp relay"
+TXID_HEADER = "x-pg-txid"
+CHUNK = 2000
+
+# What the last flush in this backend met, for the relay's reports.
+last_flush_error: list[str | None] = [None]
+
+
+def _hosts(broker_id: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in _db.run(_HOSTS, ("integer",), (broker_id,))]
+
+
+def _properties(row: dict[str, Any]) -> Any:
+    import pika
+
+    headers = json.loads(row["headers"]) if row.get("headers") else {}
+    headers[TXID_HEADER] = row["txid"]
+    return pika.BasicProperties(
+        delivery_mode=row.get("delivery_mode"),
+        content_type=row.get("content_type"),
+        reply_to=row.get("reply_to"),
+        correlation_id=row.get("correlation_id"),
+        headers=headers,
+        message_id=row["message_id"],
+        expiration=row.get("expiration"),
+        priority=row.get("priority"),
+    )
+
+
+def _message(row: dict[str, Any]) -> link.Message:
+    return link.Message(row["exchange"], row["routing_key"], row["message"], _properties(row), bool(row["mandatory"]))
+
+
+def _send(broker_id: int, rows: list[dict[str, Any]]) -> list[link.Outcome]:
+    """Publish ``rows`` to ``broker_id``; never raises for broker trouble."""
+    hosts = _hosts(broker_id)
+    try:
+        if not hosts:
+            raise link.LinkError("42704", f"no AMQP broker with broker_id {broker_id} in amqp.broker")
+        timeout = float(hosts[0]["confirm_timeout"])
+        return link.send(broker_id, hosts, [_message(r) for r in rows], timeout)
+    except link.LinkError as exc:
+        return [link.Outcome(link.UNCONFIRMED, exc.message) for _ in rows]
+    except Exception as exc:  # a broker problem must never abort the caller's commit
+        return [link.Outcome(link.UNCONFIRMED, f"unexpected error publishing: {exc!r}") for _ in rows]
+
+
+def _record(broker_id: int, rows: list[dict[str, Any]], outcomes: list[link.Outcome]) -> tuple[int, int]:
+    """Delete the confirmed rows, note the error on the others. Returns (delivered, kept)."""
+    acked = [r["id"] for r, o in zip(rows, outcomes, strict=True) if o.status == link.ACK]
+    if acked:
+        _db.run("DELETE FROM amqp.outbox WHERE id = ANY($1)", ("bigint[]",), (acked,))
+    kept: dict[tuple[str, bool], list[int]] = {}
+    for r, o in zip(rows, outcomes, strict=True):
+        if o.status != link.ACK:
+            kept.setdefault((o.error or o.status, o.status in link.FINAL_FAILURES), []).append(r["id"])
+    for (error, failed), ids in kept.items():
+        _db.run(
+            "UPDATE amqp.outbox SET attempts = attempts + 1, last_error = $2, failed = $3,"
+            " last_attempt_at = pg_catalog.clock_timestamp() WHERE id = ANY($1)",
+            ("bigint[]", "text", "boolean"),
+            (ids, error, failed),
+        )
+    if kept:
+        last_flush_error[0] = f"broker {broker_id}: " + next(iter(kept))[0]
+    return len(acked), len(rows) - len(acked)
+
+
+def _warn_kept(broker_id: int, outcomes: list[link.Outcome], when: str) -> None:
+    kept = [o for o in outcomes if o.status != link.ACK]
+    if not kept:
+        return
+    failed = sum(o.status in link.FINAL_FAILURES for o in kept)
+    detail = (
+        f"{len(kept)} of {len(outcomes)} message(s) stay in amqp.outbox"
+        + (f", {failed} marked failed (see amqp.retry_failed)" if failed else "")
+        + ". CALL amqp.relay() or SELECT amqp.flush() delivers them once the broker is back;"
+        " SELECT * FROM amqp.status shows what is kept."
+    )
+    _db.warn(
+        f"pg_message_queue: amqp: {len(kept)} message(s) for broker {broker_id} not confirmed {when},"
+        f" kept in amqp.outbox: {kept[0].error}",
+        detail=detail,
+    )
+
+
+def _by_broker(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["broker_id"], []).append(r)
+    return groups
+
+
+def send_transaction(first_id: int) -> int:
+    """Commit hook: publish this transaction's rows from ``first_id`` on; returns the last id seen."""
+    rows = _db.run(
+        f"SELECT {_ROW} FROM amqp.outbox WHERE id >= $1 AND txid = pg_catalog.pg_current_xact_id()"
+        " AND NOT strict AND NOT failed ORDER BY id",
+        ("bigint",),
+        (first_id,),
+    )
+    if not rows:
+        return first_id
+    rows = [dict(r) for r in rows]
+    for broker_id, group in _by_broker(rows).items():
+        outcomes = _send(broker_id, group)
+        _record(broker_id, group, outcomes)
+        _warn_kept(broker_id, outcomes, "at commit")
+    return int(rows[-1]["id"])
+
+
+def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
+    """Deliver kept messages, oldest first per broker; returns how many were confirmed.
+
+    A transaction-scoped advisory lock per broker keeps two relays from sending
+    the same rows (and from mixing up their order); a broker whose lock is
+    taken is skipped. A broker stops at the first chunk with an unanswered message.
+    """
+    limit = max_messages if max_messages is not None else 10000
+    last_flush_error[0] = None
+    brokers = _db.run(
+        "SELECT DISTINCT broker_id FROM amqp.outbox WHERE NOT failed"
+        " AND ($1::integer IS NULL OR broker_id = $1) ORDER BY broker_id",
+        ("integer",),
+        (broker_id,),
+    )
+    delivered = 0
+    for b in [r["broker_id"] for r in brokers]:
+        got = _db.run(
+            "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), $2) AS ok",
+            ("text", "integer"),
+            (_RELAY_LOCK, b),
+        )
+        if not got[0]["ok"]:
+            continue
+        while delivered < limit:
+            rows = _db.run(
+                f"SELECT {_ROW} FROM amqp.outbox WHERE broker_id = $1 AND NOT failed ORDER BY id LIMIT $2",
+                ("integer", "integer"),
+                (b, min(CHUNK, limit - delivered)),
+            )
+            if not rows:
+                break
+            rows = [dict(r) for r in rows]
+            outcomes = _send(b, rows)
+            done, _kept = _record(b, rows, outcomes)
+            delivered += done
+            if not quiet:
+                _warn_kept(b, outcomes, "by amqp.flush")
+            if any(o.status == link.UNCONFIRMED for o in outcomes):
+                break
+    return delivered
+
+
+def relay(
+    broker_id: int | None,
+    batch_size: int,
+    poll_interval: float,
+    run_for: str | None,
+    exit_when_empty: bool,
+) -> None:
+    """The relay loop: flush, COMMIT, and sleep when idle; reports changes of error state."""
+    seconds = None
+    if run_for is not None:
+        seconds = _db.run("SELECT extract(epoch FROM $1::interval)::float8 AS s", ("text",), (run_for,))[0]["s"]
+    deadline = None if seconds is None else time.monotonic() + seconds
+    reported: str | None = None
+    while True:
+        n = _db.run("SELECT amqp.flush($1, $2, true) AS n", ("integer", "integer"), (broker_id, batch_size))[0]["n"]
+        error = last_flush_error[0]
+        if error is not None and error != reported:
+            _db.warn(f"pg_message_queue: amqp.relay: cannot deliver yet: {error}")
+        reported = error
+        pending = (
+            _db.run(
+                "SELECT EXISTS (SELECT FROM amqp.outbox WHERE NOT failed"
+                " AND ($1::integer IS NULL OR broker_id = $1)) AS p",
+                ("integer",),
+                (broker_id,),
+            )[0]["p"]
+            if exit_when_empty and n == 0
+            else True
+        )
+        _db.commit()
+        if exit_when_empty and not pending:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        if n == 0 or error is not None:
+            wait = poll_interval if deadline is None else min(poll_interval, max(deadline - time.monotonic(), 0))
+            _db.run("SELECT pg_catalog.pg_sleep($1)", ("float8",), (wait,))
+
+
+def _fail_outcome(broker_id: int, outcome: link.Outcome) -> None:
+    if outcome.status == link.RETURNED:
+        _db.fail("55000", f"AMQP broker {broker_id} returned the message: {outcome.error}")
+    if outcome.status == link.REFUSED:
+        code = {404: "42704", 403: "42501", 406: "55000"}.get(outcome.reply_code or 0, "08P01")
+        _db.fail(code, f"AMQP broker {broker_id} {outcome.error}")
+    if outcome.status == link.NACK:
+        _db.fail("58000", f"AMQP broker {broker_id} did not accept the message: {outcome.error}")
+    _db.fail("08006", f"AMQP broker {broker_id}: {outcome.error}")
+
+
+def _hosts_or_fail(broker_id: int | None) -> list[dict[str, Any]]:
+    if broker_id is None:
+        _db.fail("22004", "amqp: broker_id must not be NULL")
+    hosts = _hosts(broker_id)
+    if not hosts:
+        _db.fail(
+            "42704",
+            f"no AMQP broker with broker_id {broker_id}",
+            hint="Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...",
+        )
+    return hosts
+
+
+def _connect_or_fail(broker_id: int, hosts: list[dict[str, Any]]) -> link.Link:
+    try:
+        return link.connect(broker_id, hosts)
+    except link.LinkError as exc:
+        _db.fail(exc.sqlstate, exc.message, exc.detail)
+
+
+def autonomous_publish(
+    broker_id: int,
+    exchange: str,
+    routing_key: str,
+    message: str,
+    delivery_mode: int | None,
+    content_type: str | None,
+    reply_to: str | None,
+    correlation_id: str | None,
+    headers: str | None,
+    message_id: str | None,
+    expiration: str | None,
+    priority: int | None,
+    mandatory: bool | None,
+) -> bool:
+    """Publish now and wait for the confirm; raise on any failure."""
+    _db.run(
+        "SELECT amqp._check_message($1, $2, $3, $4, $5, $6, $7, $8)",
+        ("integer", "varchar", "varchar", "varchar", "integer", "integer", "varchar", "jsonb"),
+        (broker_id, exchange, routing_key, message, delivery_mode, priority, expiration, headers),
+    )
+    hosts = _hosts_or_fail(broker_id)
+    if mandatory is None:
+        mandatory = bool(
+            _db.run("SELECT bool_or(mandatory) AS m FROM amqp.broker WHERE broker_id = $1", ("integer",), (broker_id,))[
+                0
+            ]["m"]
+        )
+    txid = _db.run("SELECT pg_catalog.pg_current_xact_id()::text AS t")[0]["t"]
+    row = {
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "message": message,
+        "delivery_mode": delivery_mode,
+        "content_type": content_type,
+        "reply_to": reply_to,
+        "correlation_id": correlation_id,
+        "headers": headers,
+        "message_id": message_id or str(uuid.uuid4()),
+        "expiration": expiration,
+        "priority": priority,
+        "mandatory": mandatory,
+        "txid": txid,
+    }
+    _connect_or_fail(broker_id, hosts)
+    try:
+        (outcome,) = link.send(broker_id, hosts, [_message(row)], float(hosts[0]["confirm_timeout"]))
+    except link.LinkError as exc:
+        _db.fail(exc.sqlstate, exc.message, exc.detail)
+    if outcome.status != link.ACK:
+        _fail_outcome(broker_id, outcome)
+    return True
+
+
+def exchange_declare(
+    broker_id: int,
+    exchange: str,
+    exchange_type: str | None,
+    passive: bool | None,
+    durable: bool | None,
+    auto_delete: bool | None,
+) -> bool:
+    """Declare (or, passive, check) an exchange on a channel of its own."""
+    import pika.exceptions as pe
+
+    if exchange is None:
+        _db.fail("22004", "amqp.exchange_declare: exchange must not be NULL")
+    hosts = _hosts_or_fail(broker_id)
+    conn = _connect_or_fail(broker_id, hosts)
+    try:
+        channel = conn.connection.channel()
+    except Exception as exc:
+        link.drop(conn)
+        _db.fail("08006", f"AMQP broker {broker_id}: cannot open a channel: {exc!r}")
+    try:
+        channel.exchange_declare(
+            exchange=exchange,
+            exchange_type=exchange_type or "direct",
+            passive=bool(passive),
+            durable=bool(durable),
+            auto_delete=bool(auto_delete),
+        )
+    except pe.ChannelClosedByBroker as exc:
+        code = {404: "42704", 403: "42501", 406: "55000"}.get(exc.reply_code, "08P01")
+        _db.fail(code, f"AMQP broker {broker_id} refused exchange {exchange!r}: {exc.reply_code} {exc.reply_text}")
+    except Exception as exc:
+        link.drop(conn)
+        _db.fail("08006", f"AMQP broker {broker_id}: declaring exchange {exchange!r} failed: {exc!r}")
+    finally:
+        if channel.is_open:
+            channel.close()
+    return True
+
+
+def disconnect(broker_id: int) -> None:
+    link.disconnect(broker_id)

@@ -1,0 +1,317 @@
+"""Broker connections of one backend, and pipelined publishing with confirms.
+
+No ``plpy`` here: the SQL side (``amqp.py``) reads the broker rows and hands
+them in as dicts, so this module is testable without a server.
+
+pika's ``BlockingChannel.basic_publish`` in confirm mode waits for every
+message's confirm (one round trip each). We drive the channel's underlying
+``pika.channel.Channel`` instead: publish the whole batch, then process I/O
+until every delivery tag is settled (``Basic.Ack``/``Basic.Nack``, with
+``multiple``), a ``Basic.Return`` marks a mandatory message unroutable, the
+channel or connection closes, or the confirm timeout passes. Everything runs
+in the calling backend: no threads, timers only inside pika's own poll loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Outcomes of one message.
+ACK = "ack"  # confirmed: safe to delete
+NACK = "nack"  # the broker refused it (Basic.Nack)
+RETURNED = "returned"  # mandatory and unroutable (Basic.Return)
+REFUSED = "refused"  # the broker closed the channel on this message (e.g. 404 no exchange)
+UNCONFIRMED = "unconfirmed"  # no answer: connection lost or timeout; try again later
+
+FINAL_FAILURES = (NACK, RETURNED, REFUSED)
+
+
+class LinkError(Exception):
+    """A broker problem with the SQLSTATE to report it under."""
+
+    def __init__(self, sqlstate: str, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.detail = detail
+
+
+@dataclass
+class Message:
+    exchange: str
+    routing_key: str
+    body: str | bytes
+    properties: Any  # pika.BasicProperties
+    mandatory: bool = False
+
+
+@dataclass
+class Outcome:
+    status: str = UNCONFIRMED
+    error: str | None = None
+    reply_code: int | None = None
+
+
+@dataclass
+class Link:
+    """One cached connection: the host it reached, its confirm-mode channel."""
+
+    broker_id: int
+    host: dict[str, Any]
+    connection: Any
+    channel: Any  # BlockingChannel in confirm mode (we use its _impl)
+    published: int = 0  # delivery tags used so far on the channel
+    settled: dict[int, str] = field(default_factory=dict)
+    returned: dict[str, str] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        """Process pending input (a close frame, EOF, heartbeats); False if the link is dead."""
+        try:
+            if not (self.connection.is_open and self.channel.is_open):
+                return False
+            self.connection.process_data_events(0)
+        except Exception:
+            return False
+        return self.connection.is_open and self.channel.is_open
+
+    def close(self) -> None:
+        try:
+            if self.connection.is_open:
+                self.connection.close()
+        except Exception:
+            pass
+
+    # pika callbacks, invoked from inside its poll loop
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        status = ACK if method.NAME == "Basic.Ack" else NACK
+        tag = method.delivery_tag
+        if method.multiple:
+            for t in range(tag, 0, -1):
+                if t in self.settled:
+                    break
+                self.settled[t] = status
+        else:
+            self.settled[tag] = status
+
+    def _on_return(self, _channel: Any, method: Any, properties: Any, _body: Any) -> None:
+        key = properties.message_id or ""
+        self.returned[key] = (
+            f"unroutable: {method.reply_code} {method.reply_text}"
+            f" (exchange {method.exchange!r}, routing key {method.routing_key!r})"
+        )
+
+
+_links: dict[int, Link] = {}
+_preferred: dict[int, tuple[str, int]] = {}
+logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+
+def describe(host: dict[str, Any]) -> str:
+    scheme = "amqps" if host.get("tls") else "amqp"
+    user = host.get("username") or "guest"
+    vhost = host.get("vhost") or "/"
+    return f"{scheme}://{user}@{host['host']}:{host['port']} vhost {vhost!r}"
+
+
+def _parameters(host: dict[str, Any]) -> Any:
+    import pika
+
+    ssl_options = None
+    if host.get("tls"):
+        import ssl
+
+        context = ssl.create_default_context(cafile=host.get("tls_ca_file") or None)
+        ssl_options = pika.SSLOptions(context, host["host"])
+    timeout = float(host.get("connect_timeout") or 3)
+    return pika.ConnectionParameters(
+        host=host["host"],
+        port=int(host["port"]),
+        virtual_host=host.get("vhost") or "/",
+        credentials=pika.PlainCredentials(host.get("username") or "guest", host.get("password") or "guest"),
+        heartbeat=host.get("heartbeat"),
+        ssl_options=ssl_options,
+        connection_attempts=1,
+        socket_timeout=timeout,
+        stack_timeout=timeout,
+        blocked_connection_timeout=float(host.get("confirm_timeout") or 10),
+        client_properties={"connection_name": "pg_message_queue"},
+    )
+
+
+def _connect_error(host: dict[str, Any], exc: BaseException) -> LinkError:
+    import pika.exceptions as pe
+
+    where = describe(host)
+    if isinstance(exc, pe.ProbableAuthenticationError | pe.AuthenticationError) or (
+        isinstance(exc, pe.ConnectionClosedByBroker) and exc.reply_code == 403
+    ):
+        return LinkError("28P01", f"AMQP broker {where} refused the credentials", str(exc))
+    if isinstance(exc, pe.ProbableAccessDeniedError) or (
+        isinstance(exc, pe.ConnectionClosedByBroker) and exc.reply_code == 530
+    ):
+        return LinkError("42501", f"AMQP broker {where} denied access to the vhost", str(exc))
+    reason = str(exc) or type(exc).__name__
+    return LinkError("08001", f"cannot connect to AMQP broker {where}: {reason}", repr(exc))
+
+
+def _open(broker_id: int, host: dict[str, Any]) -> Link:
+    import pika
+
+    connection = pika.BlockingConnection(_parameters(host))
+    try:
+        channel = connection.channel()
+        link = Link(broker_id, host, connection, channel)
+        selected: list[bool] = []
+        channel._impl.confirm_delivery(link._on_confirm, callback=lambda _frame: selected.append(True))
+        channel._impl.add_on_return_callback(link._on_return)
+        channel._flush_output(lambda: bool(selected))
+    except BaseException:
+        connection.close()
+        raise
+    return link
+
+
+def connect(broker_id: int, hosts: list[dict[str, Any]]) -> Link:
+    """The cached link of ``broker_id`` if still alive, else a new one to the first host that answers.
+
+    The host that worked last is tried first. Raises LinkError naming every host tried.
+    """
+    link = _links.get(broker_id)
+    if link is not None:
+        if link.alive():
+            return link
+        link.close()
+        del _links[broker_id]
+    if not hosts:
+        raise LinkError("42704", f"no AMQP broker with broker_id {broker_id}")
+    errors: list[LinkError] = []
+    last = _preferred.get(broker_id)
+    hosts = sorted(hosts, key=lambda h: (h["host"], h["port"]) != last)
+    for host in hosts:
+        try:
+            link = _open(broker_id, host)
+        except Exception as exc:
+            errors.append(_connect_error(host, exc))
+            continue
+        _links[broker_id] = link
+        _preferred[broker_id] = (host["host"], host["port"])
+        return link
+    if len(errors) == 1:
+        raise errors[0]
+    first = errors[0]
+    auth = [e for e in errors if e.sqlstate != "08001"]
+    raise LinkError(
+        (auth[0] if auth else first).sqlstate,
+        f"no host of AMQP broker {broker_id} accepted a connection: " + "; ".join(e.message for e in errors),
+        "\n".join(e.detail or "" for e in errors),
+    )
+
+
+def disconnect(broker_id: int) -> bool:
+    link = _links.pop(broker_id, None)
+    if link is None:
+        return False
+    link.close()
+    return True
+
+
+def drop(link: Link) -> None:
+    """Forget a link after a failure, so the next use reconnects."""
+    if _links.get(link.broker_id) is link:
+        del _links[link.broker_id]
+    link.close()
+
+
+def publish(link: Link, messages: list[Message], timeout: float) -> list[Outcome]:
+    """Publish all ``messages`` pipelined, then wait up to ``timeout`` s for their confirms.
+
+    Never raises for broker trouble: each message gets an Outcome. A link that
+    lost its connection or channel is dropped from the cache.
+    """
+    outcomes = [Outcome() for _ in messages]
+    if not messages:
+        return outcomes
+    impl = link.channel._impl
+    link.settled.clear()
+    link.returned.clear()
+    base = link.published
+    try:
+        for m in messages:
+            impl.basic_publish(m.exchange, m.routing_key, m.body, m.properties, m.mandatory)
+            link.published += 1
+        last = link.published
+        deadline = time.monotonic() + timeout
+        timer = link.connection._impl._adapter_call_later(timeout, lambda: None)
+        try:
+            link.channel._flush_output(lambda: last in link.settled or time.monotonic() >= deadline)
+        finally:
+            link.connection._impl._adapter_remove_timeout(timer)
+        if not all(base + i + 1 in link.settled for i in range(len(messages))):
+            _settle(link, messages, outcomes, base)
+            for o in outcomes:
+                if o.status == UNCONFIRMED:
+                    o.error = f"no confirm from {describe(link.host)} within {timeout:g}s"
+            drop(link)
+            return outcomes
+    except Exception as exc:
+        _settle(link, messages, outcomes, base)
+        refused_reason = _channel_refusal(exc)
+        for o in outcomes:
+            if o.status == UNCONFIRMED:
+                if refused_reason is not None:
+                    # The broker closes the channel on the first message it refuses;
+                    # the ones behind it were not looked at: try them again.
+                    o.status, o.error = REFUSED, refused_reason
+                    o.reply_code = getattr(exc, "reply_code", None)
+                    refused_reason = None
+                    continue
+                o.error = f"connection to {describe(link.host)} lost: {exc!r}"
+        drop(link)
+        return outcomes
+    _settle(link, messages, outcomes, base)
+    return outcomes
+
+
+def _settle(link: Link, messages: list[Message], outcomes: list[Outcome], base: int) -> None:
+    for i, m in enumerate(messages):
+        status = link.settled.get(base + i + 1)
+        if status is None:
+            continue
+        mid = m.properties.message_id or ""
+        if m.mandatory and mid in link.returned:
+            outcomes[i].status, outcomes[i].error = RETURNED, link.returned.pop(mid)
+        elif status == NACK:
+            outcomes[i].status, outcomes[i].error = NACK, f"nacked by {describe(link.host)}"
+        else:
+            outcomes[i].status = ACK
+
+
+def _channel_refusal(exc: BaseException) -> str | None:
+    """The broker's reason when it closed the channel because of a message."""
+    import pika.exceptions as pe
+
+    if isinstance(exc, pe.ChannelClosedByBroker):
+        return f"refused by the broker: {exc.reply_code} {exc.reply_text}"
+    return None
+
+
+def send(broker_id: int, hosts: list[dict[str, Any]], messages: list[Message], timeout: float) -> list[Outcome]:
+    """Connect (or reuse) and publish; retry once on a fresh connection when a cached
+    one turns out dead before anything was confirmed. Raises LinkError if no host answers."""
+    reused = broker_id in _links
+    link = connect(broker_id, hosts)
+    outcomes = publish(link, messages, timeout)
+    lost = [i for i, o in enumerate(outcomes) if o.status == UNCONFIRMED]
+    if reused and lost and not any(o.status == ACK for o in outcomes) and broker_id not in _links:
+        try:
+            link = connect(broker_id, hosts)
+        except LinkError:
+            return outcomes
+        again = publish(link, [messages[i] for i in lost], timeout)
+        for i, o in zip(lost, again, strict=True):
+            outcomes[i] = o
+    return outcomes

@@ -1,0 +1,337 @@
+-- AMQP publishing from SQL, pg_amqp's API, with on-commit semantics through an
+-- outbox (see DESIGN.md "AMQP with on-commit semantics"): publish() only inserts
+-- into amqp.outbox; a deferred constraint trigger sends the transaction's rows
+-- at commit with publisher confirms; what could not be confirmed stays in the
+-- outbox and commits, for amqp.flush() / CALL amqp.relay() to deliver later.
+
+CREATE SCHEMA amqp;
+COMMENT ON SCHEMA amqp IS
+'AMQP publishing on commit (pg_amqp''s API). GRANT USAGE on it to the roles that may publish.';
+
+-- pg_amqp's table, column for column; several rows with one broker_id are
+-- failover hosts, tried in failover_order. The columns after password are ours.
+CREATE TABLE amqp.broker (
+    broker_id serial NOT NULL,
+    host text NOT NULL,
+    port integer NOT NULL DEFAULT 5672,
+    vhost text,
+    username text,
+    password text,
+    tls boolean NOT NULL DEFAULT false,
+    tls_ca_file text,
+    heartbeat integer NOT NULL DEFAULT 30 CHECK (heartbeat >= 0),
+    connect_timeout double precision NOT NULL DEFAULT 3 CHECK (connect_timeout > 0),
+    confirm_timeout double precision NOT NULL DEFAULT 10 CHECK (confirm_timeout > 0),
+    strict boolean NOT NULL DEFAULT false,
+    mandatory boolean NOT NULL DEFAULT false,
+    failover_order integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (broker_id, host, port)
+);
+SELECT pg_catalog.pg_extension_config_dump('amqp.broker', '');
+SELECT pg_catalog.pg_extension_config_dump('amqp.broker_broker_id_seq', '');
+COMMENT ON TABLE amqp.broker IS
+'AMQP brokers (pg_amqp''s columns plus tls, heartbeat, timeouts, strict, mandatory, failover_order). Rows sharing a broker_id are failover hosts. password is readable by the extension owner only.';
+
+-- Messages published but not yet confirmed by the broker. Rows of a committing
+-- transaction normally live only until its commit-time trigger has sent them.
+CREATE TABLE amqp.outbox (
+    id bigserial PRIMARY KEY,
+    broker_id integer NOT NULL,
+    exchange text NOT NULL,
+    routing_key text NOT NULL,
+    message text NOT NULL,
+    delivery_mode smallint,
+    content_type text,
+    reply_to text,
+    correlation_id text,
+    headers jsonb,
+    message_id text NOT NULL,
+    expiration text,
+    priority smallint,
+    mandatory boolean NOT NULL DEFAULT false,
+    strict boolean NOT NULL DEFAULT false,
+    txid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    attempts integer NOT NULL DEFAULT 0,
+    failed boolean NOT NULL DEFAULT false,
+    last_error text,
+    last_attempt_at timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('amqp.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('amqp.outbox_id_seq', '');
+COMMENT ON TABLE amqp.outbox IS
+'Messages not yet confirmed by their broker, in publish order (id). failed = returned, nacked or refused by the broker: the relay skips them until amqp.retry_failed().';
+
+-- The commit hook. Row events queue up as publish() inserts; at commit the first
+-- one sends every row of the transaction and records how far it got, so the
+-- later events of the same transaction return at once (a cheap PL/pgSQL check).
+CREATE FUNCTION amqp._outbox_on_commit()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.id <= coalesce(nullif(current_setting('pg_message_queue.amqp_sent_upto', true), '')::bigint, 0) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('pg_message_queue.amqp_sent_upto', amqp._send_transaction(NEW.id)::text, true);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION amqp._outbox_on_commit() IS
+'Internal: deferred constraint trigger of amqp.outbox; the first firing at commit sends the transaction''s messages.';
+
+CREATE CONSTRAINT TRIGGER outbox_on_commit
+AFTER INSERT ON amqp.outbox
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW
+WHEN (NOT new.strict)
+EXECUTE FUNCTION amqp._outbox_on_commit();
+
+-- Python half of the commit hook: send rows id >= first_id of this transaction,
+-- delete the confirmed ones, keep the rest with a WARNING. Returns the last id seen.
+CREATE FUNCTION amqp._send_transaction(first_id bigint)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.send_transaction(first_id)
+$python$;
+COMMENT ON FUNCTION amqp._send_transaction(bigint) IS
+'Internal: publish this transaction''s outbox rows from first_id on with confirms; delete the confirmed ones.';
+
+-- Queue a message for publication when the calling transaction commits.
+-- PL/pgSQL rather than PL/Python: it runs once per message and only inserts.
+CREATE FUNCTION amqp.publish(
+    broker_id integer,
+    exchange varchar,
+    routing_key varchar,
+    message varchar,
+    delivery_mode integer DEFAULT null,
+    content_type varchar DEFAULT null,
+    reply_to varchar DEFAULT null,
+    correlation_id varchar DEFAULT null,
+    headers jsonb DEFAULT null,
+    message_id varchar DEFAULT null,
+    expiration varchar DEFAULT null,
+    priority integer DEFAULT null,
+    mandatory boolean DEFAULT null
+)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b_strict boolean;
+    b_mandatory boolean;
+BEGIN
+    PERFORM amqp._check_message(
+        publish.broker_id, publish.exchange, publish.routing_key, publish.message,
+        publish.delivery_mode, publish.priority, publish.expiration, publish.headers
+    );
+    SELECT bool_or(br.strict), bool_or(br.mandatory) INTO b_strict, b_mandatory
+    FROM amqp.broker AS br WHERE br.broker_id = publish.broker_id;
+    IF b_strict IS NULL THEN
+        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
+            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
+    END IF;
+    INSERT INTO amqp.outbox (
+        broker_id, exchange, routing_key, message, delivery_mode, content_type,
+        reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
+    ) VALUES (
+        publish.broker_id, publish.exchange, publish.routing_key, publish.message,
+        publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
+        publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
+        publish.expiration, publish.priority,
+        coalesce(publish.mandatory, b_mandatory),
+        b_strict OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
+    );
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION amqp.publish(integer, varchar, varchar, varchar, integer, varchar, varchar, varchar, jsonb, varchar, varchar, integer, boolean) IS
+'Publish message to exchange with routing_key on broker broker_id if, and only if, the calling transaction commits (confirmed by the broker at commit; kept in amqp.outbox with a WARNING when it cannot be, for amqp.relay). Optional: delivery_mode (1 transient, 2 persistent), content_type, reply_to, correlation_id, headers, message_id (default a UUID), expiration (ms), priority, mandatory. Every message carries header x-pg-txid. Returns true.';
+
+-- Argument checks shared by publish and autonomous_publish.
+CREATE FUNCTION amqp._check_message(
+    broker_id integer, exchange varchar, routing_key varchar, message varchar,
+    delivery_mode integer, priority integer, expiration varchar, headers jsonb
+)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF broker_id IS NULL OR exchange IS NULL OR routing_key IS NULL OR message IS NULL THEN
+        RAISE EXCEPTION 'pg_message_queue: amqp: % must not be NULL',
+            CASE WHEN broker_id IS NULL THEN 'broker_id' WHEN exchange IS NULL THEN 'exchange'
+                 WHEN routing_key IS NULL THEN 'routing_key' ELSE 'message' END
+            USING ERRCODE = '22004', HINT = 'The default exchange and an empty routing key are written ''''.';
+    END IF;
+    IF delivery_mode NOT IN (1, 2) THEN
+        RAISE EXCEPTION 'pg_message_queue: amqp: delivery_mode must be 1 (transient) or 2 (persistent), not %', delivery_mode
+            USING ERRCODE = '22023';
+    END IF;
+    IF priority NOT BETWEEN 0 AND 255 THEN
+        RAISE EXCEPTION 'pg_message_queue: amqp: priority must be between 0 and 255, not %', priority
+            USING ERRCODE = '22023';
+    END IF;
+    IF expiration !~ '^[0-9]+$' THEN
+        RAISE EXCEPTION 'pg_message_queue: amqp: expiration must be a number of milliseconds, not "%"', expiration
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(headers) <> 'object' THEN
+        RAISE EXCEPTION 'pg_message_queue: amqp: headers must be a JSON object, not %', jsonb_typeof(headers)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION amqp._check_message(integer, varchar, varchar, varchar, integer, integer, varchar, jsonb) IS
+'Internal: argument checks of amqp.publish and amqp.autonomous_publish.';
+
+-- Publish at once, whatever the calling transaction does later.
+CREATE FUNCTION amqp.autonomous_publish(
+    broker_id integer,
+    exchange varchar,
+    routing_key varchar,
+    message varchar,
+    delivery_mode integer DEFAULT null,
+    content_type varchar DEFAULT null,
+    reply_to varchar DEFAULT null,
+    correlation_id varchar DEFAULT null,
+    headers jsonb DEFAULT null,
+    message_id varchar DEFAULT null,
+    expiration varchar DEFAULT null,
+    priority integer DEFAULT null,
+    mandatory boolean DEFAULT null
+)
+RETURNS boolean
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.autonomous_publish(
+    broker_id, exchange, routing_key, message, delivery_mode, content_type, reply_to,
+    correlation_id, headers, message_id, expiration, priority, mandatory,
+)
+$python$;
+COMMENT ON FUNCTION amqp.autonomous_publish(integer, varchar, varchar, varchar, integer, varchar, varchar, varchar, jsonb, varchar, varchar, integer, boolean) IS
+'Publish a message now and wait for the broker''s confirm, whatever the calling transaction does later. Same arguments as amqp.publish. Returns true, or raises an error (broker unreachable, refused, unroutable with mandatory).';
+
+-- pg_amqp's exchange_declare.
+CREATE FUNCTION amqp.exchange_declare(
+    broker_id integer,
+    exchange varchar,
+    exchange_type varchar,
+    passive boolean,
+    durable boolean,
+    auto_delete boolean DEFAULT false
+)
+RETURNS boolean
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.exchange_declare(broker_id, exchange, exchange_type, passive, durable, auto_delete)
+$python$;
+COMMENT ON FUNCTION amqp.exchange_declare(integer, varchar, varchar, boolean, boolean, boolean) IS
+'Declare exchange (broker_id, exchange, exchange_type, passive, durable, auto_delete) at once. passive only checks that it exists. Returns true or raises an error naming the problem.';
+
+-- pg_amqp's disconnect.
+CREATE FUNCTION amqp.disconnect(broker_id integer)
+RETURNS void
+LANGUAGE plpython3u
+STRICT
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.disconnect(broker_id)
+$python$;
+COMMENT ON FUNCTION amqp.disconnect(integer) IS
+'Close this session''s cached connection to broker broker_id, if any. The next publish reconnects.';
+
+-- Deliver kept messages once, in order; the deletions commit with the caller.
+CREATE FUNCTION amqp.flush(
+    broker_id integer DEFAULT null,
+    max_messages integer DEFAULT 10000,
+    quiet boolean DEFAULT false
+)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.flush(broker_id, max_messages, quiet)
+$python$;
+COMMENT ON FUNCTION amqp.flush(integer, integer, boolean) IS
+'Publish up to max_messages committed messages kept in amqp.outbox (of broker_id, or all brokers), oldest first, deleting each after its confirm. Returns how many were delivered; WARNING (unless quiet) when some could not be.';
+
+-- Make failed (returned, nacked, refused) messages eligible for delivery again.
+CREATE FUNCTION amqp.retry_failed(broker_id integer DEFAULT null)
+RETURNS bigint
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH retried AS (
+    UPDATE amqp.outbox AS o SET failed = false
+    WHERE o.failed AND (retry_failed.broker_id IS NULL OR o.broker_id = retry_failed.broker_id)
+    RETURNING 1
+)
+SELECT count(*) FROM retried
+$$;
+COMMENT ON FUNCTION amqp.retry_failed(integer) IS
+'Clear the failed flag of kept messages (of broker_id, or all) so that flush and relay try them again. Returns how many.';
+
+-- The relay: flush, COMMIT, repeat; sleeps poll_interval when there is nothing
+-- to do (or the broker is down). No SECURITY DEFINER and no SET clause: both
+-- forbid COMMIT in a procedure; it only calls amqp.flush.
+CREATE PROCEDURE amqp.relay(
+    broker_id integer DEFAULT null,
+    batch_size integer DEFAULT 1000,
+    poll_interval double precision DEFAULT 1,
+    run_for interval DEFAULT null,
+    exit_when_empty boolean DEFAULT false
+)
+LANGUAGE plpython3u
+AS $python$
+#PROLOGUE#
+pgmq.amqp.relay(broker_id, batch_size, poll_interval, run_for, exit_when_empty)
+$python$;
+COMMENT ON PROCEDURE amqp.relay (integer, integer, double precision, interval, boolean) IS
+'Deliver messages kept in amqp.outbox, in order, committing after every batch; runs until cancelled, for run_for, or (exit_when_empty) until the outbox is empty. For psql, cron or a systemd unit.';
+
+-- Outbox depth, oldest kept message and last error, per broker.
+CREATE VIEW amqp.status AS
+WITH ids AS (
+    SELECT b.broker_id FROM amqp.broker AS b
+    UNION
+    SELECT o.broker_id FROM amqp.outbox AS o
+)
+
+SELECT
+    ids.broker_id,
+    (
+        SELECT string_agg(b.host || ':' || b.port, ', ' ORDER BY b.failover_order, b.host, b.port)
+        FROM amqp.broker AS b
+        WHERE b.broker_id = ids.broker_id
+    ) AS hosts,
+    count(o.id) AS outbox_depth,
+    count(o.id) FILTER (WHERE o.failed) AS failed,
+    min(o.created_at) AS oldest_kept_at,
+    now() - min(o.created_at) AS oldest_kept_age,
+    (array_agg(o.last_error ORDER BY o.last_attempt_at DESC) FILTER (WHERE o.last_error IS NOT null))[1] AS last_error,
+    max(o.last_attempt_at) AS last_attempt_at
+FROM ids
+LEFT JOIN amqp.outbox AS o ON ids.broker_id = o.broker_id
+GROUP BY ids.broker_id;
+COMMENT ON VIEW amqp.status IS
+'Per broker: hosts, messages kept in the outbox (and how many failed), the oldest one, and the last error met delivering them.';

@@ -1,0 +1,170 @@
+"""amqp.publish: on commit, with confirms, against the session's real RabbitMQ.
+
+What arrived is read back with pika (``rabbit.drain``), never assumed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from conftest import Rabbit
+
+
+def outbox_depth(db: psycopg.Connection) -> int:
+    return db.execute("SELECT count(*) FROM amqp.outbox").fetchone()[0]
+
+
+def test_seed_001_publish_verbatim(db: psycopg.Connection, rabbit: Rabbit, broker: int) -> None:
+    db.execute("SELECT amqp.exchange_declare(1, 'amqp.direct', 'direct', false, true, false)")
+    queue = rabbit.queue("amqp.direct", "foo")
+    assert db.execute("SELECT amqp.publish(1, 'amqp.direct', 'foo', 'message');").fetchone() == (True,)
+    got = rabbit.drain(queue, 1)
+    assert [body for _, body in got] == ["message"]
+    assert outbox_depth(db) == 0
+
+
+def test_seed_002_trigger_publishes_row_as_json(db: psycopg.Connection, rabbit: Rabbit, broker: int) -> None:
+    queue = rabbit.queue()  # bound to the default exchange under its own name
+    db.execute("CREATE TABLE systemmetadata (guid text PRIMARY KEY, size int)")
+    db.execute(
+        """
+CREATE OR REPLACE FUNCTION sysmeta_amqp() RETURNS trigger as $sysmeta_amqp$
+BEGIN
+    PERFORM amqp.publish(
+      1,                      -- broker id
+      '',                     -- vhost name
+      'sysm_watch',           -- queue name
+      row_to_json(NEW)::text, -- payload
+      1,                      -- 1=not persistent, 2=persistent
+      'application/json',     -- message type
+      '',                     -- reply_to
+      TG_OP                   -- correlation_id
+      );
+    RETURN NULL;
+END;
+$sysmeta_amqp$ LANGUAGE plpgsql;
+""".replace("sysm_watch", queue)
+    )
+    db.execute(
+        "CREATE TRIGGER sysmeta_amqp AFTER INSERT OR UPDATE ON systemmetadata"
+        " FOR EACH ROW EXECUTE PROCEDURE sysmeta_amqp()"
+    )
+    db.execute("INSERT INTO systemmetadata VALUES ('a', 1)")
+    db.execute("UPDATE systemmetadata SET size = 2")
+    got = rabbit.drain(queue, 2)
+    assert [json.loads(body) for _, body in got] == [{"guid": "a", "size": 1}, {"guid": "a", "size": 2}]
+    assert [p.correlation_id for p, _ in got] == ["INSERT", "UPDATE"]
+    assert {(p.content_type, p.delivery_mode, p.reply_to) for p, _ in got} == {("application/json", 1, "")}
+
+
+def test_commit_delivers_and_empties_outbox(connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'one')", (broker, queue))
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'two')", (broker, queue))
+    assert rabbit.drain(queue, 1, timeout=0.5) == []  # nothing leaves before commit
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 2)] == ["one", "two"]
+    assert outbox_depth(connect()) == 0
+
+
+def test_rollback_delivers_nothing(connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'lost')", (broker, queue))
+    conn.rollback()
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'after')", (broker, queue))
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 1)] == ["after"]
+
+
+def test_rollback_to_savepoint_drops_only_its_messages(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'kept-1')", (broker, queue))
+    conn.execute("SAVEPOINT s")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'undone')", (broker, queue))
+    conn.execute("ROLLBACK TO SAVEPOINT s")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'kept-2')", (broker, queue))
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 2)] == ["kept-1", "kept-2"]
+
+
+def test_savepoint_covering_every_publish_delivers_nothing(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    conn.execute("SAVEPOINT s")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'undone')", (broker, queue))
+    conn.execute("ROLLBACK TO SAVEPOINT s")
+    conn.commit()
+    assert rabbit.drain(queue, 1, timeout=1) == []
+
+
+def test_autonomous_publish_delivers_even_if_the_transaction_rolls_back(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    assert conn.execute("SELECT amqp.autonomous_publish(%s, '', %s, 'now')", (broker, queue)).fetchone() == (
+        True,
+    )
+    conn.rollback()
+    assert [b for _, b in rabbit.drain(queue, 1)] == ["now"]
+
+
+@pytest.mark.parametrize("fn", ["publish", "autonomous_publish"])
+def test_properties_arrive_as_sent(db: psycopg.Connection, rabbit: Rabbit, broker: int, fn: str) -> None:
+    queue = rabbit.queue()
+    db.execute(
+        f"SELECT amqp.{fn}(%s, '', %s, 'body', delivery_mode => 2, content_type => 'text/plain',"
+        " reply_to => 'replies', correlation_id => 'c-1', headers => '{\"k\": \"v\", \"n\": 3}',"
+        " message_id => 'm-1', expiration => '60000', priority => 5)",
+        (broker, queue),
+    )
+    [(p, body)] = rabbit.drain(queue, 1)
+    assert body == "body"
+    assert (p.delivery_mode, p.content_type, p.reply_to, p.correlation_id) == (2, "text/plain", "replies", "c-1")
+    assert (p.message_id, p.expiration, p.priority) == ("m-1", "60000", 5)
+    assert p.headers["k"] == "v" and p.headers["n"] == 3
+
+
+def test_every_message_has_a_unique_id_and_the_source_txid(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    for i in range(3):
+        conn.execute("SELECT amqp.publish(%s, '', %s, %s)", (broker, queue, str(i)))
+    txid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+    conn.commit()
+    got = rabbit.drain(queue, 3)
+    assert len({p.message_id for p, _ in got}) == 3
+    assert {p.headers["x-pg-txid"] for p, _ in got} == {txid}
+
+
+def test_order_is_kept_within_and_across_transactions(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    sent = []
+    for tx in range(10):
+        for i in range(20):
+            conn.execute("SELECT amqp.publish(%s, '', %s, %s)", (broker, queue, f"{tx}-{i}"))
+            sent.append(f"{tx}-{i}")
+        conn.commit()
+    assert [b for _, b in rabbit.drain(queue, len(sent))] == sent
+
+
+def test_unicode_body_arrives_intact(db: psycopg.Connection, rabbit: Rabbit, broker: int) -> None:
+    queue = rabbit.queue()
+    text = "héllo wörld ✓ 日本"
+    db.execute("SELECT amqp.publish(%s, '', %s, %s)", (broker, queue, text))
+    assert [b for _, b in rabbit.drain(queue, 1)] == [text]
