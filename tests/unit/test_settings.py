@@ -1,0 +1,24 @@
+from pg_message_queue.settings import DEFAULTS, parse
+
+
+def test_known_keys_parse_to_typed_values():
+    assert parse("max_deliveries", " 5 ") == (5, None)
+    assert parse("priority_ordering", "OFF") == (False, None)
+    assert parse("priority_ordering", "yes") == (True, None)
+    assert parse("retention", "2 days") == ("2 days", None)
+    assert parse("fifo_group_header", "customer") == ("customer", None)
+
+
+def test_null_resets_to_the_default():
+    for key, default in DEFAULTS.items():
+        assert parse(key, None) == (default, None)
+
+
+def test_bad_values_name_key_and_value():
+    for key, value in [("max_deliveries", "0"), ("max_deliveries", "-2"), ("max_deliveries", "1.5")]:
+        _, problem = parse(key, value)
+        assert problem.sqlstate == "22023" and repr(value) in problem.message
+    _, problem = parse("colour", "red")
+    assert problem.sqlstate == "22023" and "colour" in problem.message and "max_deliveries" in problem.message
+    _, problem = parse("retention", "")
+    assert "must not be empty" in problem.message
