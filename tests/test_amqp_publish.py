@@ -60,7 +60,9 @@ $sysmeta_amqp$ LANGUAGE plpgsql;
     assert {(p.content_type, p.delivery_mode, p.reply_to) for p, _ in got} == {("application/json", 1, "")}
 
 
-def test_commit_delivers_and_empties_outbox(connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int) -> None:
+def test_commit_delivers_and_empties_outbox(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
     queue = rabbit.queue()
     conn = connect(autocommit=False)
     conn.execute("SELECT amqp.publish(%s, '', %s, 'one')", (broker, queue))
@@ -112,9 +114,7 @@ def test_autonomous_publish_delivers_even_if_the_transaction_rolls_back(
 ) -> None:
     queue = rabbit.queue()
     conn = connect(autocommit=False)
-    assert conn.execute("SELECT amqp.autonomous_publish(%s, '', %s, 'now')", (broker, queue)).fetchone() == (
-        True,
-    )
+    assert conn.execute("SELECT amqp.autonomous_publish(%s, '', %s, 'now')", (broker, queue)).fetchone() == (True,)
     conn.rollback()
     assert [b for _, b in rabbit.drain(queue, 1)] == ["now"]
 

@@ -31,8 +31,10 @@ _RELAY_LOCK = "pg_message_queue amqp relay"
 TXID_HEADER = "x-pg-txid"
 CHUNK = 2000
 
-# What the last flush in this backend met, for the relay's reports.
+# What the last flush in this backend met and left, for the relay (same backend;
+# the relay runs with its caller's rights and cannot read the outbox itself).
 last_flush_error: list[str | None] = [None]
+last_flush_left: list[bool] = [False]
 
 
 def _hosts(broker_id: int) -> list[dict[str, Any]]:
@@ -178,6 +180,11 @@ def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
                 _warn_kept(b, outcomes, "by amqp.flush")
             if any(o.status == link.UNCONFIRMED for o in outcomes):
                 break
+    last_flush_left[0] = _db.run(
+        "SELECT EXISTS (SELECT FROM amqp.outbox WHERE NOT failed AND ($1::integer IS NULL OR broker_id = $1)) AS p",
+        ("integer",),
+        (broker_id,),
+    )[0]["p"]
     return delivered
 
 
@@ -200,16 +207,7 @@ def relay(
         if error is not None and error != reported:
             _db.warn(f"pg_message_queue: amqp.relay: cannot deliver yet: {error}")
         reported = error
-        pending = (
-            _db.run(
-                "SELECT EXISTS (SELECT FROM amqp.outbox WHERE NOT failed"
-                " AND ($1::integer IS NULL OR broker_id = $1)) AS p",
-                ("integer",),
-                (broker_id,),
-            )[0]["p"]
-            if exit_when_empty and n == 0
-            else True
-        )
+        pending = last_flush_left[0]
         _db.commit()
         if exit_when_empty and not pending:
             return

@@ -260,15 +260,17 @@ def publish(link: Link, messages: list[Message], timeout: float) -> list[Outcome
     except Exception as exc:
         _settle(link, messages, outcomes, base)
         refused_reason = _channel_refusal(exc)
+        open_ = [i for i, o in enumerate(outcomes) if o.status == UNCONFIRMED]
+        if refused_reason is not None and open_:
+            # The broker closed the channel on the message it refused; confirms of
+            # earlier ones may not have come back yet, so find it by the exchange the
+            # reason names (404 "no exchange 'x'"), else take the first unconfirmed.
+            named = [i for i in open_ if f"'{messages[i].exchange}'" in refused_reason]
+            culprit = named[0] if named else open_[0]
+            outcomes[culprit].status, outcomes[culprit].error = REFUSED, refused_reason
+            outcomes[culprit].reply_code = getattr(exc, "reply_code", None)
         for o in outcomes:
             if o.status == UNCONFIRMED:
-                if refused_reason is not None:
-                    # The broker closes the channel on the first message it refuses;
-                    # the ones behind it were not looked at: try them again.
-                    o.status, o.error = REFUSED, refused_reason
-                    o.reply_code = getattr(exc, "reply_code", None)
-                    refused_reason = None
-                    continue
                 o.error = f"connection to {describe(link.host)} lost: {exc!r}"
         drop(link)
         return outcomes
