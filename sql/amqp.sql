@@ -125,31 +125,39 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    b_strict boolean;
-    b_mandatory boolean;
 BEGIN
-    PERFORM amqp._check_message(
-        publish.broker_id, publish.exchange, publish.routing_key, publish.message,
-        publish.delivery_mode, publish.priority, publish.expiration, publish.headers
-    );
-    SELECT bool_or(br.strict), bool_or(br.mandatory) INTO b_strict, b_mandatory
-    FROM amqp.broker AS br WHERE br.broker_id = publish.broker_id;
-    IF b_strict IS NULL THEN
-        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
-            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
+    -- One expression on the fast path; _check_message says what is wrong.
+    IF
+        publish.broker_id IS null OR publish.exchange IS null OR publish.routing_key IS null
+        OR publish.message IS null OR octet_length(publish.exchange) > 255
+        OR octet_length(publish.routing_key) > 255 OR publish.delivery_mode NOT IN (1, 2)
+        OR publish.priority NOT BETWEEN 0 AND 255 OR publish.expiration !~ '^[0-9]+$'
+        OR jsonb_typeof(publish.headers) <> 'object'
+        THEN
+        PERFORM amqp._check_message(
+            publish.broker_id, publish.exchange, publish.routing_key, publish.message,
+            publish.delivery_mode, publish.priority, publish.expiration, publish.headers
+        );
     END IF;
+    -- The broker lookup and the insert in one statement: no row for an unknown broker.
     INSERT INTO amqp.outbox (
         broker_id, exchange, routing_key, message, delivery_mode, content_type,
         reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
-    ) VALUES (
+    )
+    SELECT
         publish.broker_id, publish.exchange, publish.routing_key, publish.message,
         publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
-        coalesce(publish.mandatory, b_mandatory),
-        b_strict OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
-    );
+        coalesce(publish.mandatory, bool_or(br.mandatory)),
+        bool_or(br.strict) OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
+    FROM amqp.broker AS br
+    WHERE br.broker_id = publish.broker_id
+    HAVING count(*) > 0;
+    IF NOT found THEN
+        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
+            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
+    END IF;
     RETURN true;
 END
 $$;
@@ -172,6 +180,11 @@ BEGIN
             CASE WHEN broker_id IS NULL THEN 'broker_id' WHEN exchange IS NULL THEN 'exchange'
                  WHEN routing_key IS NULL THEN 'routing_key' ELSE 'message' END
             USING ERRCODE = '22004', HINT = 'The default exchange and an empty routing key are written ''''.';
+    END IF;
+    IF octet_length(exchange) > 255 OR octet_length(routing_key) > 255 THEN
+        RAISE EXCEPTION 'pg_message_queue: amqp: % is longer than 255 bytes',
+            CASE WHEN octet_length(exchange) > 255 THEN 'exchange' ELSE 'routing_key' END
+            USING ERRCODE = '22023';
     END IF;
     IF delivery_mode NOT IN (1, 2) THEN
         RAISE EXCEPTION 'pg_message_queue: amqp: delivery_mode must be 1 (transient) or 2 (persistent), not %', delivery_mode

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from conftest import Rabbit
 from helpers import fails
 from servers import free_port
+
+if TYPE_CHECKING:
+    from conftest import Rabbit
 
 FNS = ["publish", "autonomous_publish"]
 

@@ -6,11 +6,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from conftest import Rabbit
 from servers import free_port
+
+if TYPE_CHECKING:
+    from conftest import Rabbit
 
 TXS_PER_CONN = 100
 MSGS_PER_TX = 10

@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from conftest import Rabbit
 from helpers import as_role, fails
+
+if TYPE_CHECKING:
+    from conftest import Rabbit
 
 _n = itertools.count()
 

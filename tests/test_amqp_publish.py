@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from conftest import Rabbit
+
+if TYPE_CHECKING:
+    from conftest import Rabbit
 
 
 def outbox_depth(db: psycopg.Connection) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
-from conftest import Rabbit
 from servers import free_port
+
+if TYPE_CHECKING:
+    from conftest import Rabbit
 
 
 def warnings_of(conn: psycopg.Connection) -> list[str]:
