@@ -334,6 +334,16 @@ def start(base: Path) -> None:
     print(f"PostgreSQL 15 with pg_message_queue is running (data in {pg.data}).")
     print("Connect with:")
     print(f'  psql "{pg.dsn(DBNAME)}"')
+    rabbit = RabbitMQ(base / "rabbitmq")
+    rabbit.start()
+    # broker_id 1 = this node, so pg_amqp's examples run as they are (only if none is configured)
+    pg.psql(
+        "INSERT INTO amqp.broker (host, port, vhost, username, password) SELECT '127.0.0.1', "
+        f"{rabbit.port}, '/', 'guest', 'guest' WHERE NOT EXISTS (SELECT FROM amqp.broker)",
+        DBNAME,
+    )
+    print(f"RabbitMQ is running (data in {rabbit.root}); AMQP URL: {rabbit.url}")
+    print("  (amqp.broker row broker_id 1 points at it when the table was empty)")
     print("Stop with: make stop")
 
 
@@ -342,6 +352,9 @@ def stop(base: Path) -> None:
         if pg_root.exists():
             Postgres(pg_root.resolve()).stop()
             print(f"Stopped PostgreSQL in {pg_root}.")
+    if (base / "rabbitmq" / "ports").exists():
+        RabbitMQ(base / "rabbitmq").stop()
+        print(f"Stopped RabbitMQ in {base / 'rabbitmq'}.")
 
 
 def main(argv: list[str]) -> None:
