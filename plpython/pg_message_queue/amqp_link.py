@@ -66,6 +66,7 @@ class Link:
     channel: Any  # BlockingChannel in confirm mode (we use its _impl)
     published: int = 0  # delivery tags used so far on the channel
     settled: dict[int, str] = field(default_factory=dict)
+    floor: int = 0  # every tag up to here is settled
     returned: dict[str, str] = field(default_factory=dict)
 
     def alive(self) -> bool:
@@ -91,12 +92,12 @@ class Link:
         status = ACK if method.NAME == "Basic.Ack" else NACK
         tag = method.delivery_tag
         if method.multiple:
-            for t in range(tag, 0, -1):
-                if t in self.settled:
-                    break
-                self.settled[t] = status
+            for t in range(self.floor + 1, tag + 1):
+                self.settled.setdefault(t, status)
         else:
             self.settled[tag] = status
+        while self.floor + 1 in self.settled:
+            self.floor += 1
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: Any) -> None:
         key = properties.message_id or ""
@@ -239,7 +240,7 @@ def publish(link: Link, messages: list[Message], timeout: float) -> list[Outcome
     impl = link.channel._impl
     link.settled.clear()
     link.returned.clear()
-    base = link.published
+    base = link.floor = link.published
     try:
         impl._raise_if_not_open()
         conn_impl = link.connection._impl
