@@ -222,6 +222,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pgmq-bench-amqp-"))
+    root.chmod(0o755)  # the server runs as the postgres OS user when we are root
     pg = Postgres(root / "pg", fsync=True)
     try:
         pg.start()
