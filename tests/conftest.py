@@ -62,11 +62,7 @@ def _docker_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     from testcontainers.core.waiting_utils import wait_for_logs
 
     with DockerImage(path=str(ROOT), tag="pg_message_queue:test") as image:
-        container = (
-            DockerContainer(str(image))
-            .with_env("POSTGRES_HOST_AUTH_METHOD", "trust")
-            .with_exposed_ports(5432)
-        )
+        container = DockerContainer(str(image)).with_env("POSTGRES_HOST_AUTH_METHOD", "trust").with_exposed_ports(5432)
         with container:
             wait_for_logs(container, "database system is ready to accept connections", timeout=120)
             host = container.get_container_host_ip()

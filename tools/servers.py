@@ -119,9 +119,7 @@ class Postgres:
             return
         log = self.root / "postgres.log"
         subprocess.run(
-            _as_owner(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "60", "start"]
-            ),
+            _as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "60", "start"]),
             check=True,
             capture_output=True,
         )

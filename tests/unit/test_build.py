@@ -20,9 +20,7 @@ def test_versions_agree_across_control_pyproject_and_package():
 
 def test_prologue_replaces_marker_lines_and_pins_the_version(tmp_path):
     part = tmp_path / "f.sql"
-    part.write_text(
-        "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS $p$\n#PROLOGUE#\nreturn 1\n$p$;\n"
-    )
+    part.write_text("CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS $p$\n#PROLOGUE#\nreturn 1\n$p$;\n")
     script = build_sql.build("9.9.9", "/opt/pgmq/9.9.9", [str(part)])
     assert "#PROLOGUE#" not in script
     assert 'GD["pg_message_queue 9.9.9"]' in script
