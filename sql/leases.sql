@@ -23,7 +23,23 @@ CREATE TYPE pg_mq_leased_bin AS (
     payload bytea
 );
 
--- Lease up to n ready messages for visibility_timeout; wait long-polls.
+-- Python half of pg_mq_read: checks the call, dead-letters what is due, and
+-- returns the SQL that leases ($1 = n, $2 = visibility timeout).
+CREATE FUNCTION _pg_mq_read_sql(
+    in_channel text, n integer, visibility_timeout interval, wait interval, in_as_text boolean
+)
+RETURNS text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.read_sql(in_channel, n, visibility_timeout, wait, in_as_text)
+$python$;
+COMMENT ON FUNCTION _pg_mq_read_sql(text, integer, interval, interval, boolean) IS
+'Internal: checks a pg_mq_read call and returns the SQL that runs it.';
+
+-- Lease up to n ready messages for visibility_timeout; wait long-polls
+-- (polling every 10 ms, backing off to 100 ms).
 CREATE FUNCTION pg_mq_read(
     in_channel text,
     n integer DEFAULT 1,
@@ -31,12 +47,22 @@ CREATE FUNCTION pg_mq_read(
     wait interval DEFAULT NULL
 )
 RETURNS SETOF @extschema@.pg_mq_leased
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $python$
-#PROLOGUE#
-return pgmq.leases.read(in_channel, n, visibility_timeout, wait, True)
-$python$;
+AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + wait;
+    pause float8 := 0.01;
+BEGIN
+    LOOP
+        RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, true)
+        USING n, visibility_timeout;
+        EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
+        PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
+        pause := least(pause * 2, 0.1);
+    END LOOP;
+END
+$$;
 COMMENT ON FUNCTION pg_mq_read(text, integer, interval, interval) IS
 'Lease up to n ready messages of queue in_channel (priority, then oldest first), hidden from others for visibility_timeout; read_count counts deliveries. wait => interval long-polls until a message is ready. Payload as text.';
 
@@ -48,12 +74,22 @@ CREATE FUNCTION pg_mq_read_bin(
     wait interval DEFAULT NULL
 )
 RETURNS SETOF @extschema@.pg_mq_leased_bin
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $python$
-#PROLOGUE#
-return pgmq.leases.read(in_channel, n, visibility_timeout, wait, False)
-$python$;
+AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + wait;
+    pause float8 := 0.01;
+BEGIN
+    LOOP
+        RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, false)
+        USING n, visibility_timeout;
+        EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
+        PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
+        pause := least(pause * 2, 0.1);
+    END LOOP;
+END
+$$;
 COMMENT ON FUNCTION pg_mq_read_bin(text, integer, interval, interval) IS
 'As pg_mq_read, payload as bytea (UTF-8 of the text form unless the queue holds bytea).';
 
@@ -93,27 +129,41 @@ $python$;
 COMMENT ON FUNCTION pg_mq_extend(text, bigint[], interval) IS
 'Extend the lease of in-flight msg_ids of queue in_channel to now + visibility_timeout. Returns the ids extended (expired leases are not revived).';
 
--- Read and acknowledge at once.
-CREATE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
-RETURNS SETOF @extschema@.pg_mq_leased
+-- Python half of pg_mq_pop: checks the call and returns the SQL ($1 = n).
+CREATE FUNCTION _pg_mq_pop_sql(in_channel text, n integer, in_as_text boolean)
+RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.leases.pop(in_channel, n, True)
+return pgmq.leases.pop_sql(in_channel, n, in_as_text)
 $python$;
+COMMENT ON FUNCTION _pg_mq_pop_sql(text, integer, boolean) IS
+'Internal: checks a pg_mq_pop call and returns the SQL that runs it.';
+
+-- Read and acknowledge at once.
+CREATE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
+RETURNS SETOF @extschema@.pg_mq_leased
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, true) USING n;
+END
+$$;
 COMMENT ON FUNCTION pg_mq_pop(text, integer) IS
 'Take up to n ready messages of queue in_channel and acknowledge them in the same statement (at-most-once; a rollback returns them). Payload as text.';
 
 -- pg_mq_pop with the payload as bytea.
 CREATE FUNCTION pg_mq_pop_bin(in_channel text, n integer DEFAULT 1)
 RETURNS SETOF @extschema@.pg_mq_leased_bin
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $python$
-#PROLOGUE#
-return pgmq.leases.pop(in_channel, n, False)
-$python$;
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false) USING n;
+END
+$$;
 COMMENT ON FUNCTION pg_mq_pop_bin(text, integer) IS
 'As pg_mq_pop, payload as bytea.';
 

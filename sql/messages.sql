@@ -18,6 +18,8 @@ COMMENT ON FUNCTION _pg_mq_send(text, oid, text, interval, integer, text, jsonb)
 
 -- Send one message; returns its msg_id and times. Options: delay, priority
 -- (higher first), dedup_key (returns the live duplicate instead), headers.
+-- One expression, no SET clause, every name qualified: PostgreSQL inlines it
+-- into the caller's query instead of planning it on every call.
 CREATE FUNCTION pg_mq_send_message(
     in_channel text,
     in_payload anyelement,
@@ -28,17 +30,16 @@ CREATE FUNCTION pg_mq_send_message(
 )
 RETURNS @extschema@.pg_mq_sent
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT * FROM @extschema@._pg_mq_send(
-    in_channel, pg_typeof(in_payload)::oid, in_payload::text,
+SELECT @extschema@._pg_mq_send(
+    in_channel, pg_catalog.pg_typeof(in_payload)::pg_catalog.oid, in_payload::pg_catalog.text,
     delay, priority, dedup_key, headers
 )
 $$;
 COMMENT ON FUNCTION pg_mq_send_message(text, anyelement, interval, integer, text, jsonb) IS
 'Send in_payload (the queue''s type, or text parsed as it) to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
 
--- Python half of pg_mq_send_batch.
+-- Python half of pg_mq_send_batch (in_type: the array's type).
 CREATE FUNCTION _pg_mq_send_batch(
     in_channel text, in_type oid, in_payloads text[], delay interval,
     priority integer, headers jsonb
@@ -63,38 +64,52 @@ CREATE FUNCTION pg_mq_send_batch(
 )
 RETURNS SETOF bigint
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT * FROM @extschema@._pg_mq_send_batch(
-    in_channel,
-    (SELECT t.typelem FROM pg_type AS t WHERE t.oid = pg_typeof(in_payloads)),
-    in_payloads::text[], delay, priority, headers
+SELECT @extschema@._pg_mq_send_batch(
+    in_channel, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, in_payloads::pg_catalog.text[],
+    delay, priority, headers
 )
 $$;
 COMMENT ON FUNCTION pg_mq_send_batch(text, anyarray, interval, integer, jsonb) IS
 'Send every element of in_payloads to queue in_channel in one statement (one NOTIFY); returns the msg_ids in input order.';
 
--- Claim the in_num_msgs oldest ready messages, payload as text.
-CREATE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs integer)
-RETURNS SETOF @extschema@.pg_mq_msg_text
+-- Python half of the receive functions: checks the call and returns the SQL
+-- that claims the messages ($1 = how many); PL/pgSQL runs it, so the rows go to
+-- the client without becoming Python objects.
+CREATE FUNCTION _pg_mq_get_sql(in_channel text, in_num_msgs integer, in_as_text boolean)
+RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.messages.get_messages(in_channel, in_num_msgs, True)
+return pgmq.messages.get_sql(in_channel, in_num_msgs, in_as_text)
 $python$;
+COMMENT ON FUNCTION _pg_mq_get_sql(text, integer, boolean) IS
+'Internal: checks a pg_mq_get_msg_* call and returns the SQL that runs it.';
+
+-- Claim the in_num_msgs oldest ready messages, payload as text.
+CREATE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs integer)
+RETURNS SETOF @extschema@.pg_mq_msg_text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, true) USING in_num_msgs;
+END
+$$;
 COMMENT ON FUNCTION pg_mq_get_msg_text(name, integer) IS
 'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. Not for bytea queues.';
 
 -- Claim the in_num_msgs oldest ready messages, payload as bytea.
 CREATE FUNCTION pg_mq_get_msg_bin(in_channel name, in_num_msgs integer)
 RETURNS SETOF @extschema@.pg_mq_msg_bin
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $python$
-#PROLOGUE#
-return pgmq.messages.get_messages(in_channel, in_num_msgs, False)
-$python$;
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, false) USING in_num_msgs;
+END
+$$;
 COMMENT ON FUNCTION pg_mq_get_msg_bin(name, integer) IS
 'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as bytea: UTF-8 of its text form unless the queue holds bytea) and mark them delivered in this transaction.';
 

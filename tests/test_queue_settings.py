@@ -5,7 +5,7 @@ import time
 
 import psycopg
 import pytest
-from helpers import as_role, fails
+from helpers import as_role, fails, wait_notifies
 
 
 def make(db, channel="q"):
@@ -294,3 +294,37 @@ def test_move_refuses_mismatched_queues(db):
     fails(db, "SELECT pg_mq_move('q', 'ints')", sqlstate="42804", match="holds text")
     fails(db, "SELECT pg_mq_move('q', 'q')", sqlstate="22023", match="to itself")
     fails(db, "SELECT pg_mq_move('q', 'nope')", sqlstate="42704", match='queue "nope"')
+
+
+def test_notify_can_be_turned_off_for_polled_queues(connect):
+    db = connect()
+    listener = connect()
+    make(db)
+    listener.execute('LISTEN "q"')
+    config(db, "notify", "off")
+    send(db, "quiet")
+    assert list(listener.notifies(timeout=0.3)) == []
+    assert db.execute("SELECT pg_mq_rebuild_triggers()").fetchone()[0] == 1  # keeps it off
+    send(db, "still quiet")
+    assert list(listener.notifies(timeout=0.3)) == []
+    config(db, "notify", "on")
+    loud = send(db, "loud")[0]
+    # The first send after a settings change may wake listeners once more (see messages.py).
+    assert str(loud) in [n.payload for n in wait_notifies(listener, 2, timeout=1)]
+
+
+def test_a_sending_session_sees_queue_changes_made_by_others(connect):
+    sender, admin = connect(), connect()
+    make(admin)
+    assert send(sender, "1")[1] is False  # the sender has now cached the queue
+    # Another session turns priorities off: the sender's next message obeys it.
+    config(admin, "priority_ordering", "off")
+    msg_id = sender.execute("SELECT msg_id FROM pg_mq_send_message('q', 'x'::text, priority => 7)").fetchone()[0]
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", (msg_id,)).fetchone()[0] == 0
+    # Dropped and re-created with another type: the sender follows.
+    admin.execute("SELECT pg_mq_drop_queue('q', force => true)")
+    fails(sender, "SELECT pg_mq_send_message('q', 'x'::text)", sqlstate="42704", match='queue "q" does not exist')
+    admin.execute("SELECT pg_mq_create_queue('q', 'integer')")
+    fails(sender, "SELECT pg_mq_send_message('q', 1.5)", sqlstate="42804", match="holds integer, not numeric")
+    sender.execute("SELECT pg_mq_send_message('q', 42)")
+    assert admin.execute("SELECT payload FROM pg_mq_queue_q").fetchall() == [(42,)]

@@ -29,6 +29,20 @@ def run(sql: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> An
     return plpy.execute(plan(sql, types), list(args))
 
 
+_seconds: dict[str, float] = {}
+
+
+def interval_seconds(value: str) -> float:
+    """An interval's length in seconds (months count 30 days), cached per text form."""
+    found = _seconds.get(value)
+    if found is None:
+        if len(_seconds) > 1000:
+            _seconds.clear()
+        found = run("SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("text",), (value,))[0]["s"]
+        _seconds[value] = found
+    return found
+
+
 def ddl(sql: str) -> None:
     """Run a one-off statement (DDL is not worth a cached plan)."""
     plpy.execute(sql)
@@ -86,3 +100,5 @@ def subtransaction() -> Any:
 
 
 SPIError = plpy.SPIError
+# Every plpy.execute runs in its own subtransaction, so these can be caught safely.
+UndefinedTable = plpy.spiexceptions.UndefinedTable

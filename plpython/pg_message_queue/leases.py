@@ -9,25 +9,11 @@ dead-letter queue instead of being handed out again.
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import _db, queues
-from .messages import check_count
-from .queues import BYTEA_OID, Queue
+from .messages import check_count, payload_expr, ready_order
+from .queues import Queue
 
 _LEASED = "msg_id, read_count, sent_at AS enqueued_at, visible_at, priority, headers"
-
-
-def _payload(queue: Queue, as_text: bool, fn: str) -> str:
-    if not as_text:
-        return "payload" if queue.type_oid == BYTEA_OID else "pg_catalog.convert_to(payload::text, 'UTF8')"
-    if queue.type_oid == BYTEA_OID:
-        _db.fail(
-            "42804",
-            f'queue "{queue.channel}" holds bytea, which has no text form',
-            hint=f"Use {fn}_bin for bytea queues.",
-        )
-    return "payload::text"
 
 
 def _check_interval(name: str, value: str | None, allow_null: bool = False, positive: bool = False) -> None:
@@ -35,14 +21,11 @@ def _check_interval(name: str, value: str | None, allow_null: bool = False, posi
         if allow_null:
             return
         _db.fail("22004", f"{name} must not be NULL")
-    sign = _db.run(
-        "SELECT pg_catalog.sign(EXTRACT(epoch FROM $1::pg_catalog.interval)) AS s",
-        ("interval",),
-        (value,),
-    )[0]["s"]
-    if sign < 0 or (positive and sign == 0):
-        need = "positive" if positive else "negative"
-        _db.fail("22023", f"{name} must {'be' if positive else 'not be'} {need} (got {value})")
+    seconds = _db.interval_seconds(value)
+    if positive and seconds <= 0:
+        _db.fail("22023", f"{name} must be positive (got {value})")
+    if seconds < 0:
+        _db.fail("22023", f"{name} must not be negative (got {value})")
 
 
 def _ids(msg_ids: list[int] | None) -> list[int]:
@@ -89,7 +72,7 @@ def dead_letter(queue: Queue, msg_ids: list[int], reason: str) -> int:
 
 def _select_ready(queue: Queue) -> str:
     """SQL picking up to $1 ready messages in delivery order, locked, skipping locked ones."""
-    order = "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
+    order = ready_order(queue)
     group = queue.settings.get("fifo_group_header")
     where = "delivered_at IS NULL AND visible_at <= pg_catalog.clock_timestamp()"
     if group:
@@ -103,44 +86,33 @@ def _select_ready(queue: Queue) -> str:
     return f"SELECT msg_id FROM {queue.table} WHERE {where} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED"
 
 
-def read(
+def read_sql(
     channel: str | None,
     n: int | None,
     visibility_timeout: str | None,
     wait: str | None,
     as_text: bool,
-) -> Any:
-    """Lease up to ``n`` ready messages for ``visibility_timeout``; long-poll up to ``wait``."""
+) -> str:
+    """SQL ($1 = n, $2 = visibility timeout) leasing up to ``n`` ready messages.
+
+    The PL/pgSQL body of pg_mq_read runs it, and for ``wait`` calls again after
+    a pause until a message is ready: a function cannot receive NOTIFY, and in
+    READ COMMITTED each statement sees what other sessions committed meanwhile.
+    Messages already read max_deliveries times are dead-lettered first.
+    """
     queue = queues.get(channel)
     check_count(n)
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     _check_interval("wait", wait, allow_null=True)
-    payload = _payload(queue, as_text, "pg_mq_read")
-    order = "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
-    sql = (
+    payload = payload_expr(queue, as_text, "pg_mq_read")
+    _dead_letter_overdue(queue)
+    return (
         f"WITH picked AS ({_select_ready(queue)}),"
         f" leased AS (UPDATE {queue.table} AS q"
         " SET visible_at = pg_catalog.clock_timestamp() + $2, read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
-        f" SELECT {_LEASED}, {payload} AS payload FROM leased ORDER BY {order}"
+        f" SELECT {_LEASED}, {payload} AS payload FROM leased ORDER BY {ready_order(queue)}"
     )
-    deadline = None
-    if wait is not None:
-        deadline = _db.run("SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("interval",), (wait,))[
-            0
-        ]["s"]
-    waited, pause = 0.0, 0.01
-    while True:
-        _dead_letter_overdue(queue)
-        rows = _db.run(sql, ("int4", "interval"), (n, visibility_timeout))
-        if rows or deadline is None or waited >= deadline:
-            return rows
-        # Poll: a function cannot receive NOTIFY, and in READ COMMITTED each
-        # statement sees what other sessions committed meanwhile.
-        step = min(pause, deadline - waited)
-        _db.run("SELECT pg_catalog.pg_sleep($1)", ("float8",), (step,))
-        waited += step
-        pause = min(pause * 2, 0.1)
 
 
 def ack(channel: str | None, msg_ids: list[int] | None) -> list[int]:
@@ -204,27 +176,26 @@ def extend(channel: str | None, msg_ids: list[int] | None, visibility_timeout: s
     return sorted(r["msg_id"] for r in rows)
 
 
-def pop(channel: str | None, n: int | None, as_text: bool) -> Any:
-    """Read and acknowledge at once: at-most-once, no lease."""
+def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
+    """SQL ($1 = n) reading and acknowledging at once: at-most-once, no lease."""
     queue = queues.get(channel)
     check_count(n)
-    payload = _payload(queue, as_text, "pg_mq_pop")
-    order = "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
+    payload = payload_expr(queue, as_text, "pg_mq_pop")
     _dead_letter_overdue(queue)
+    picked = f"WITH picked AS ({_select_ready(queue)})"
     if _retains(queue):
         change = (
             f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"
             " read_count = q.read_count + 1 FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*"
         )
+        counted = "read_count"
     else:
         change = f"DELETE FROM {queue.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*"
-    return _db.run(
-        f"WITH picked AS ({_select_ready(queue)}), gone AS ({change})"
-        f" SELECT msg_id, read_count + {0 if _retains(queue) else 1} AS read_count,"
-        f" sent_at AS enqueued_at, visible_at, priority, headers, {payload} AS payload"
-        f" FROM gone ORDER BY {order}",
-        ("int4",),
-        (n,),
+        counted = "read_count + 1"
+    return (
+        f"{picked}, gone AS ({change})"
+        f" SELECT msg_id, {counted} AS read_count, sent_at AS enqueued_at, visible_at, priority, headers,"
+        f" {payload} AS payload FROM gone ORDER BY {ready_order(queue)}"
     )
 
 

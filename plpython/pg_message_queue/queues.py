@@ -20,6 +20,7 @@ class Queue:
     type_oid: int
     type_sql: str  # the payload type as SQL text, usable in a cast
     settings: dict[str, Any]
+    version: str = ""  # the catalog row's xmin: changes whenever the queue is altered
 
 
 def check_channel(channel: str | None) -> str:
@@ -40,7 +41,7 @@ def find(channel: str | None, lock: bool = False) -> Queue | None:
         _db.fail("22004", "channel must not be NULL")
     sql = (
         "SELECT table_name, payload_type::pg_catalog.oid AS type_oid,"
-        " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings"
+        " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings, xmin::text AS version"
         f" FROM {_catalog()} WHERE channel = $1"
     )
     if lock:
@@ -55,6 +56,7 @@ def find(channel: str | None, lock: bool = False) -> Queue | None:
         type_oid=int(row["type_oid"]),
         type_sql=row["type_sql"],
         settings=json.loads(row["settings"]),
+        version=row["version"],
     )
 
 
@@ -126,6 +128,9 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         " headers jsonb,"
         f" payload {type_sql} NOT NULL,"
         " PRIMARY KEY (msg_id))"
+        # Room on every page, so that a lease (visible_at, read_count: no indexed
+        # column) is a HOT update and does not touch the indexes.
+        " WITH (fillfactor = 80)"
     )
     # Ready messages in delivery order; delivered rows leave this index.
     _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL")
@@ -145,12 +150,14 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
     return rows[0]
 
 
-def _create_trigger(qualified: str, channel: str) -> None:
+def _create_trigger(qualified: str, channel: str, enabled: bool = True) -> None:
+    sequence = _db.literal(_db.schema() + ".pg_mq_msg_id_seq")
     _db.ddl(
-        f"CREATE TRIGGER pg_mq_notify AFTER INSERT ON {qualified}"
-        " REFERENCING NEW TABLE AS pg_mq_new FOR EACH STATEMENT"
-        f" EXECUTE FUNCTION {_db.schema()}.pg_mq_notify_trigger({_db.literal(channel)})"
+        f"CREATE TRIGGER pg_mq_notify AFTER INSERT ON {qualified} FOR EACH STATEMENT"
+        f" EXECUTE FUNCTION {_db.schema()}.pg_mq_notify_trigger({_db.literal(channel)}, {sequence})"
     )
+    if not enabled:
+        _db.ddl(f"ALTER TABLE {qualified} DISABLE TRIGGER pg_mq_notify")
 
 
 def drop_queue(channel: str | None, force: bool | None) -> bool:
@@ -187,7 +194,7 @@ def rebuild_triggers() -> int:
             _db.warn(f'queue "{queue.channel}" has no table {queue.table}; skipped')
             continue
         _db.ddl(f"DROP TRIGGER IF EXISTS pg_mq_notify ON {queue.table}")
-        _create_trigger(queue.table, queue.channel)
+        _create_trigger(queue.table, queue.channel, queue.settings.get("notify", True))
         done += 1
     return done
 
@@ -223,6 +230,8 @@ def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[st
         dlq = find(queue.settings.get("dead_letter_queue") or default_dlq(queue.channel))
         if queue.settings.get("max_deliveries") and dlq is not None:
             out.append(f"{verb} INSERT ON {dlq.table} {prep} {role}")
+            # The dead-letter queue's notify trigger reads the id sequence.
+            out.append(f"{verb} SELECT ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq {prep} {role}")
     if grant:
         out.insert(0, f"GRANT USAGE ON SCHEMA {_db.schema()} TO {role}")
     return out
@@ -288,6 +297,8 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
             _db.fail("22023", f'queue "{queue.channel}" cannot be its own dead-letter queue')
     if merged.get("max_deliveries"):
         _ensure_dlq(queue, merged.get("dead_letter_queue") or default_dlq(queue.channel))
+    if key == "notify":
+        _db.ddl(f"ALTER TABLE {queue.table} {'ENABLE' if parsed else 'DISABLE'} TRIGGER pg_mq_notify")
     rows = _db.run(
         f"UPDATE {_catalog()} SET settings = $2::pg_catalog.jsonb WHERE channel = $1 RETURNING settings",
         ("text", "text"),
@@ -323,3 +334,4 @@ def _ensure_dlq(queue: Queue, dlq_channel: str) -> None:
         (queue.table,),
     ):
         _db.ddl(f"GRANT INSERT ON {dlq.table} TO {row['role']}")
+        _db.ddl(f"GRANT SELECT ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq TO {row['role']}")

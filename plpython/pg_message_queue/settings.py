@@ -13,7 +13,10 @@ DEFAULTS: dict[str, Any] = {
     "priority_ordering": True,  # False: priorities are ignored, pure FIFO
     "fifo_group_header": None,  # header key: one in-flight message per group
     "dedup_window": "1 hour",  # how long a dedup_key suppresses duplicates
+    "notify": True,  # NOTIFY "<channel>" per sending statement; off for polled queues
 }
+
+BOOLEAN_KEYS = ("priority_ordering", "notify")
 
 INTERVAL_KEYS = ("retention", "dedup_window")
 
@@ -38,10 +41,10 @@ def parse(key: str | None, value: str | None) -> tuple[Any, Problem | None]:
         if not re.fullmatch(r"\s*\d+\s*", value) or int(value) < 1:
             return None, Problem("22023", f"max_deliveries must be a positive integer (got {value!r})")
         return int(value), None
-    if key == "priority_ordering":
+    if key in BOOLEAN_KEYS:
         truth = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False}
         if value.strip().lower() not in truth:
-            return None, Problem("22023", f"priority_ordering must be a boolean (got {value!r})")
+            return None, Problem("22023", f"{key} must be a boolean (got {value!r})")
         return truth[value.strip().lower()], None
     if value == "":
         return None, Problem("22023", f"{key} must not be empty")
