@@ -20,15 +20,16 @@ SQL_PARTS   = sql/catalog.sql sql/queues.sql sql/messages.sql sql/leases.sql sql
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV        = .venv
 PY          = $(VENV)/bin/python
-APT_PKGS    = postgresql-$(PG_MAJOR) postgresql-plpython3-$(PG_MAJOR) \
-              postgresql-server-dev-$(PG_MAJOR) rabbitmq-server python3-pip python3-venv make
+# pg_config and PGXS come with Debian's postgresql-client; nothing here is compiled.
+APT_PKGS    = postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) postgresql-plpython3-$(PG_MAJOR) \
+              rabbitmq-server python3-pip python3-venv make
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 else
 all install:
-	@echo "PostgreSQL $(PG_MAJOR) development files are missing: run 'make deps' first." >&2; exit 1
+	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
 .PHONY: deps venv install-python run stop test lint bench unit
@@ -65,7 +66,8 @@ $(VENV)/.installed: requirements-dev.txt requirements-server.txt
 	touch $@
 
 run: deps
-	@$(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
 	@$(PY) tools/servers.py start .run
 
 stop:
@@ -80,10 +82,12 @@ unit: venv
 	$(PY) -m pytest -q tests/unit
 
 test: deps
-	@$(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
 	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: deps
-	@$(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)

@@ -39,6 +39,27 @@ $$;
 COMMENT ON FUNCTION pg_mq_send_message(text, anyelement, interval, integer, text, jsonb) IS
 'Send in_payload (the queue''s type, or text parsed as it) to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
 
+-- The same for text and untyped literals ('...', or a client's untyped
+-- parameter), which a polymorphic argument alone would refuse.
+CREATE FUNCTION pg_mq_send_message(
+    in_channel text,
+    in_payload text,
+    delay interval DEFAULT NULL,
+    priority integer DEFAULT 0,
+    dedup_key text DEFAULT NULL,
+    headers jsonb DEFAULT NULL
+)
+RETURNS @extschema@.pg_mq_sent
+LANGUAGE sql
+AS $$
+SELECT @extschema@._pg_mq_send(
+    in_channel, 'pg_catalog.text'::pg_catalog.regtype::pg_catalog.oid, in_payload,
+    delay, priority, dedup_key, headers
+)
+$$;
+COMMENT ON FUNCTION pg_mq_send_message(text, text, interval, integer, text, jsonb) IS
+'Send in_payload, given as text or an untyped literal and parsed as the queue''s type, to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
+
 -- Python half of pg_mq_send_batch (in_type: the array's type).
 CREATE FUNCTION _pg_mq_send_batch(
     in_channel text, in_type oid, in_payloads text[], delay interval,
@@ -64,6 +85,7 @@ CREATE FUNCTION pg_mq_send_batch(
 )
 RETURNS SETOF bigint
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT @extschema@._pg_mq_send_batch(
     in_channel, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, in_payloads::pg_catalog.text[],

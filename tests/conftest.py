@@ -14,6 +14,7 @@ import itertools
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,15 +60,27 @@ def _docker_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         pytest.skip(f"--backend=docker needs a running Docker engine: {exc}")
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.image import DockerImage
-    from testcontainers.core.waiting_utils import wait_for_logs
 
     with DockerImage(path=str(ROOT), tag="pg_message_queue:test") as image:
         container = DockerContainer(str(image)).with_env("POSTGRES_HOST_AUTH_METHOD", "trust").with_exposed_ports(5432)
         with container:
-            wait_for_logs(container, "database system is ready to accept connections", timeout=120)
             host = container.get_container_host_ip()
             port = container.get_exposed_port(5432)
-            yield Server(lambda db: f"host={host} port={port} user=postgres dbname={db}")
+            dsn_for = lambda db: f"host={host} port={port} user=postgres dbname={db}"  # noqa: E731
+            # The image's entrypoint first runs a socket-only server for its init
+            # scripts: wait until the real one answers over TCP with the extension.
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with psycopg.connect(dsn_for("postgres"), connect_timeout=2) as conn:
+                        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_message_queue'").fetchone():
+                            break
+                except psycopg.OperationalError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the Docker image's PostgreSQL did not come up within 120 s")
+                time.sleep(0.5)
+            yield Server(dsn_for)
 
 
 @pytest.fixture(scope="session")

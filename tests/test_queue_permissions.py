@@ -101,3 +101,35 @@ def test_grant_bad_input(db, roles):
     fails(db, "SELECT pg_mq_grant('q', 'sender', 'write')", sqlstate="22023", match='privilege "write"')
     fails(db, "SELECT pg_mq_grant('q', NULL, 'send')", sqlstate="22004", match="role must not be NULL")
     fails(db, "SELECT pg_mq_grant('zz', 'sender', 'send')", sqlstate="42704", match='queue "zz"')
+
+
+def test_revoking_one_queue_leaves_the_role_working_on_others(db, as_):
+    for q in ("qa", "qb"):
+        db.execute("SELECT pg_mq_create_queue(%s, 'text')", (q,))
+        db.execute("SELECT pg_mq_grant(%s, 'sender', 'send')", (q,))
+    sender = as_("sender")
+    db.execute("SELECT pg_mq_revoke('qa', 'sender', 'send')")
+    fails(sender, "SELECT pg_mq_send_message('qa', 'x'::text)", sqlstate="42501", match="permission denied")
+    sender.execute("SELECT pg_mq_send_message('qb', 'still fine'::text)")
+    assert db.execute("SELECT payload FROM pg_mq_queue_qb").fetchall() == [("still fine",)]
+
+
+def test_a_sender_cannot_forge_message_metadata(db, as_):
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("SELECT pg_mq_grant('q', 'sender', 'send')")
+    sender = as_("sender")
+    for column, value in [
+        ("sent_by", "'postgres'"),
+        ("msg_id", "1000000"),
+        ("sent_at", "'2000-01-01'"),
+        ("read_count", "5"),
+        ("delivered_at", "now()"),
+    ]:
+        fails(
+            sender,
+            f"INSERT INTO pg_mq_queue_q ({column}, payload) VALUES ({value}, 'forged')",
+            sqlstate="42501",
+            match="permission denied",
+        )
+    sender.execute("INSERT INTO pg_mq_queue_q (payload, priority) VALUES ('direct', 3)")
+    assert db.execute("SELECT sent_by, priority FROM pg_mq_queue_q").fetchall() == [("sender", 3)]

@@ -328,3 +328,98 @@ def test_a_sending_session_sees_queue_changes_made_by_others(connect):
     fails(sender, "SELECT pg_mq_send_message('q', 1.5)", sqlstate="42804", match="holds integer, not numeric")
     sender.execute("SELECT pg_mq_send_message('q', 42)")
     assert admin.execute("SELECT payload FROM pg_mq_queue_q").fetchall() == [(42,)]
+
+
+def test_a_sender_follows_a_queue_recreated_with_another_type_even_for_text(connect):
+    sender, admin = connect(), connect()
+    make(admin)
+    send(sender, "5")
+    admin.execute("SELECT pg_mq_drop_queue('q', force => true)")
+    admin.execute("SELECT pg_mq_create_queue('q', 'integer')")
+    send(sender, "6")  # text parsed as the new type
+    fails(sender, "SELECT pg_mq_send_message('q', 'six'::text)", sqlstate="22P02", match="integer")
+    assert admin.execute("SELECT payload FROM pg_mq_queue_q").fetchall() == [(6,)]
+
+
+def test_queue_recreated_in_the_same_transaction_is_not_confused(connect):
+    db = connect(autocommit=False)
+    make(db)
+    send(db, "a")
+    db.execute("SELECT pg_mq_drop_queue('q', force => true)")
+    db.execute("SELECT pg_mq_create_queue('q', 'jsonb')")
+    fails(db, "SELECT pg_mq_send_message('q', 'not json'::text)", sqlstate="22P02", match="json")
+    db.execute("SELECT pg_mq_create_queue('q', 'jsonb')")
+    db.execute("""SELECT pg_mq_send_message('q', '{"ok": 1}'::text)""")
+    assert db.execute("SELECT payload FROM pg_mq_queue_q").fetchall() == [({"ok": 1},)]
+    db.commit()
+
+
+def test_untyped_literals_and_client_parameters_are_text(db):
+    make(db)
+    db.execute("SELECT pg_mq_send_message('q', 'untyped literal')")
+    db.execute("SELECT pg_mq_send_message('q', %s)", ("python str",))
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 5)") == ["untyped literal", "python str"]
+
+
+def test_concurrent_creators_of_one_queue_get_duplicate_object(connect):
+    a = connect(autocommit=False)
+    b = connect()
+    a.execute("SELECT pg_mq_create_queue('race', 'text')")
+    outcome = {}
+
+    def second():
+        try:
+            b.execute("SELECT pg_mq_create_queue('race', 'text')")
+            outcome["error"] = None
+        except psycopg.Error as exc:
+            outcome["error"] = exc.sqlstate
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.3)
+    a.commit()
+    thread.join(5)
+    assert outcome["error"] == "42710"
+
+
+def test_a_queue_serving_as_dead_letter_queue_cannot_be_dropped(db):
+    make(db)
+    config(db, "max_deliveries", "2")
+    fails(db, "SELECT pg_mq_drop_queue('q_dlq')", sqlstate="55006", match="dead-letter queue of 'q'")
+    config(db, "max_deliveries", None)
+    assert db.execute("SELECT pg_mq_drop_queue('q_dlq')").fetchone()[0] is True
+
+
+def test_a_broken_dead_letter_queue_does_not_stop_reads(db, dsn):
+    make(db)
+    db.execute("DROP ROLE IF EXISTS worker")
+    db.execute("CREATE ROLE worker LOGIN")
+    try:
+        config(db, "max_deliveries", "1")
+        db.execute("SELECT pg_mq_grant('q', 'worker', 'receive')")
+        db.execute("REVOKE INSERT ON pg_mq_queue_q_dlq FROM worker")  # broken by hand
+        stale = send(db, "overdue")[0]
+        db.execute("SELECT pg_mq_read('q', 1, '1 millisecond')")
+        time.sleep(0.05)
+        fresh = send(db, "fresh")[0]
+        with psycopg.connect(as_role(dsn, "worker"), autocommit=True) as worker:
+            warnings = []
+            worker.add_notice_handler(lambda d: warnings.append(d.message_primary))
+            got = [r[0] for r in worker.execute("SELECT msg_id FROM pg_mq_read('q', 5)")]
+        assert fresh in got and stale in got
+        assert any("cannot dead-letter" in w for w in warnings), warnings
+    finally:
+        db.execute("DROP OWNED BY worker")
+        db.execute("DROP ROLE worker")
+
+
+def test_get_counts_deliveries_and_respects_fifo_groups(db):
+    make(db)
+    config(db, "fifo_group_header", "g")
+    for p in ("a1", "a2"):
+        send(db, p, headers='{"g": "a"}')
+    send(db, "b1", headers='{"g": "b"}')
+    got = db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 10)").fetchall()
+    assert [p for (p,) in got] == ["a1", "b1"]
+    assert db.execute("SELECT read_count FROM pg_mq_queue_q WHERE payload = 'a1'").fetchone()[0] == 1
+    assert [p for (p,) in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 10)")] == ["a2"]

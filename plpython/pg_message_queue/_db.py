@@ -93,6 +93,12 @@ def schema() -> str:
 def commit() -> None:
     """End the transaction of a CALLed procedure and start a new one."""
     plpy.commit()
+    pin_search_path()
+
+
+def pin_search_path() -> None:
+    """For procedures, which cannot have a SET clause: pg_catalog first, for this transaction."""
+    plpy.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
 
 
 def subtransaction() -> Any:
@@ -100,5 +106,12 @@ def subtransaction() -> Any:
 
 
 SPIError = plpy.SPIError
-# Every plpy.execute runs in its own subtransaction, so these can be caught safely.
-UndefinedTable = plpy.spiexceptions.UndefinedTable
+
+
+def must_propagate(exc: Any) -> bool:
+    """Errors a caller may never swallow: cancels, shutdowns, serialization and deadlocks.
+
+    (Every plpy.execute runs in its own subtransaction, so other SPI errors can
+    be caught safely.)
+    """
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in ("57", "40", "53", "58", "XX")

@@ -10,7 +10,7 @@ dead-letter queue instead of being handed out again.
 from __future__ import annotations
 
 from . import _db, queues
-from .messages import check_count, payload_expr, ready_order
+from .messages import check_count, payload_expr, ready_order, select_ready
 from .queues import Queue
 
 _LEASED = "msg_id, read_count, sent_at AS enqueued_at, visible_at, priority, headers"
@@ -41,14 +41,21 @@ def _dead_letter_overdue(queue: Queue) -> None:
     limit = queue.settings.get("max_deliveries")
     if not limit:
         return
-    overdue = _db.run(
-        f"SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND read_count >= $1"
-        " AND visible_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED",
-        ("int4",),
-        (limit,),
-    )
-    if overdue:
-        dead_letter(queue, [r["msg_id"] for r in overdue], "max_deliveries")
+    try:
+        overdue = _db.run(
+            f"SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND read_count >= $1"
+            " AND visible_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED",
+            ("int4",),
+            (limit,),
+        )
+        if overdue:
+            dead_letter(queue, [r["msg_id"] for r in overdue], "max_deliveries")
+    except (_db.SPIError, _db.Error) as exc:
+        # A broken dead-letter setup (queue gone, no privilege) must not stop the
+        # queue: the overdue messages stay where they are, and readers are told.
+        if isinstance(exc, _db.SPIError) and _db.must_propagate(exc):
+            raise
+        _db.warn(f'pg_message_queue: cannot dead-letter messages of queue "{queue.channel}": {exc}')
 
 
 def dead_letter(queue: Queue, msg_ids: list[int], reason: str) -> int:
@@ -68,22 +75,6 @@ def dead_letter(queue: Queue, msg_ids: list[int], reason: str) -> int:
     )
     # No RETURNING: a receiver may INSERT into the dead-letter queue, not read it.
     return int(moved.nrows())
-
-
-def _select_ready(queue: Queue) -> str:
-    """SQL picking up to $1 ready messages in delivery order, locked, skipping locked ones."""
-    order = ready_order(queue)
-    group = queue.settings.get("fifo_group_header")
-    where = "delivered_at IS NULL AND visible_at <= pg_catalog.clock_timestamp()"
-    if group:
-        # Only the oldest undelivered message of a group may go out, and only
-        # while it is ready, so a group never has two messages in flight.
-        key = f"(headers ->> {_db.literal(group)})"
-        where += (
-            f" AND ({key} IS NULL OR msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"
-            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL ORDER BY {key}, msg_id))"
-        )
-    return f"SELECT msg_id FROM {queue.table} WHERE {where} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED"
 
 
 def read_sql(
@@ -107,7 +98,7 @@ def read_sql(
     payload = payload_expr(queue, as_text, "pg_mq_read")
     _dead_letter_overdue(queue)
     return (
-        f"WITH picked AS ({_select_ready(queue)}),"
+        f"WITH picked AS ({select_ready(queue)}),"
         f" leased AS (UPDATE {queue.table} AS q"
         " SET visible_at = pg_catalog.clock_timestamp() + $2, read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
@@ -182,7 +173,7 @@ def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     check_count(n)
     payload = payload_expr(queue, as_text, "pg_mq_pop")
     _dead_letter_overdue(queue)
-    picked = f"WITH picked AS ({_select_ready(queue)})"
+    picked = f"WITH picked AS ({select_ready(queue)})"
     if _retains(queue):
         change = (
             f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"

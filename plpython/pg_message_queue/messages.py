@@ -65,7 +65,11 @@ def send(
     if cached is not None and not _type_problem(cached, type_oid):
         try:
             row = _send(cached, payload, delay, priority, dedup_key, headers)
-        except _db.UndefinedTable:  # the queue was dropped since it was cached
+        except _db.SPIError as exc:
+            # The queue may have been dropped or re-created (another type) since it
+            # was cached: look it up afresh and try once more; a real error recurs.
+            if _db.must_propagate(exc):
+                raise
             row = None
         if row is not None:
             return row
@@ -102,7 +106,7 @@ def _send(
         f"INSERT INTO {queue.table} (payload, visible_at, priority, dedup_key, headers)"
         f" SELECT $1::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval), $3, $4, $5"
         f" WHERE EXISTS (SELECT FROM {_db.schema()}.pg_mq_config_catalog"
-        " WHERE channel = $6 AND xmin = $7::xid)"
+        " WHERE channel = $6 AND xmin::text || ':' || ctid::text = $7)"
         f" RETURNING {_SENT}, $6 AS channel, false AS deduplicated",
         ("text", "interval", "int4", "text", "jsonb", "text", "text"),
         (payload, delay, priority, dedup_key, headers, queue.channel, queue.version),
@@ -207,6 +211,24 @@ def ready_order(queue: Queue) -> str:
     return "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
 
 
+def select_ready(queue: Queue) -> str:
+    """SQL picking up to $1 ready messages in delivery order, locked, skipping locked ones."""
+    where = "delivered_at IS NULL AND visible_at <= pg_catalog.clock_timestamp()"
+    group = queue.settings.get("fifo_group_header")
+    if group:
+        # Only the oldest undelivered message of a group may go out, and only
+        # while it is ready, so a group never has two messages in flight.
+        key = f"(headers ->> {_db.literal(group)})"
+        where += (
+            f" AND ({key} IS NULL OR msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"
+            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL ORDER BY {key}, msg_id))"
+        )
+    return (
+        f"SELECT msg_id FROM {queue.table} WHERE {where}"
+        f" ORDER BY {ready_order(queue)} LIMIT $1 FOR UPDATE SKIP LOCKED"
+    )
+
+
 def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     """SQL ($1 = n) claiming the ``n`` first ready messages and marking them delivered."""
     queue = queues.get(channel)
@@ -214,12 +236,9 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     payload = payload_expr(queue, as_text, "pg_mq_get_msg")
     order = ready_order(queue)
     return (
-        "WITH picked AS ("
-        f" SELECT msg_id FROM {queue.table}"
-        " WHERE delivered_at IS NULL AND visible_at <= pg_catalog.clock_timestamp()"
-        f" ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED),"
+        f"WITH picked AS ({select_ready(queue)}),"
         " done AS ("
-        f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now()"
+        f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id"
         " RETURNING q.msg_id, q.sent_at, q.sent_by, q.priority, q.payload)"
         f" SELECT msg_id, sent_at, sent_by, false AS was_delivered, {payload} AS payload"
@@ -241,7 +260,8 @@ def get_message_by_id(channel: str | None, msg_id: int | None, as_text: bool) ->
     )
     if rows and not rows[0]["was_delivered"]:
         _db.run(
-            f"UPDATE {queue.table} SET delivered_at = pg_catalog.now() WHERE msg_id = $1",
+            f"UPDATE {queue.table} SET delivered_at = pg_catalog.now(), read_count = read_count + 1"
+            " WHERE msg_id = $1",
             ("int8",),
             (msg_id,),
         )

@@ -20,7 +20,7 @@ class Queue:
     type_oid: int
     type_sql: str  # the payload type as SQL text, usable in a cast
     settings: dict[str, Any]
-    version: str = ""  # the catalog row's xmin: changes whenever the queue is altered
+    version: str = ""  # the catalog row's "xmin:ctid": changes whenever the queue is altered
 
 
 def check_channel(channel: str | None) -> str:
@@ -41,7 +41,8 @@ def find(channel: str | None, lock: bool = False) -> Queue | None:
         _db.fail("22004", "channel must not be NULL")
     sql = (
         "SELECT table_name, payload_type::pg_catalog.oid AS type_oid,"
-        " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings, xmin::text AS version"
+        " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings,"
+        " xmin::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) ctid::pg_catalog.text AS version"
         f" FROM {_catalog()} WHERE channel = $1"
     )
     if lock:
@@ -100,6 +101,12 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
     """Create the queue table, its indexes and notify trigger, and the catalog row."""
     channel = check_channel(channel)
     type_oid, type_sql = _resolve_type(type_name)
+    # A second creator of the same channel waits here, then sees the first one's queue.
+    _db.run(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_mq_create_queue'), pg_catalog.hashtext($1))",
+        ("text",),
+        (channel,),
+    )
     if find(channel) is not None:
         _db.fail("42710", f'queue "{channel}" already exists')
     schema = _db.schema()
@@ -163,6 +170,23 @@ def _create_trigger(qualified: str, channel: str, enabled: bool = True) -> None:
 def drop_queue(channel: str | None, force: bool | None) -> bool:
     """Drop a queue. One still holding undelivered messages needs ``force``."""
     queue = get(check_channel(channel), lock=True)
+    users = [
+        r["channel"]
+        for r in _db.run(
+            f"SELECT channel FROM {_catalog()} WHERE channel OPERATOR(pg_catalog.<>) $1"
+            " AND (settings ->> 'max_deliveries') IS NOT NULL"
+            " AND COALESCE(settings ->> 'dead_letter_queue', channel OPERATOR(pg_catalog.||) '_dlq')"
+            " OPERATOR(pg_catalog.=) $1",
+            ("text",),
+            (queue.channel,),
+        )
+    ]
+    if users:
+        _db.fail(
+            "55006",
+            f'queue "{queue.channel}" is the dead-letter queue of {", ".join(repr(u) for u in users)}',
+            hint="Reset their max_deliveries (or point dead_letter_queue elsewhere) first.",
+        )
     if not force:
         waiting = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {queue.table} WHERE delivered_at IS NULL")[0]["n"]
         if waiting:
@@ -217,21 +241,27 @@ def _check_grant(channel: str | None, role: str | None, privilege: str | None) -
 # What a sender may see of its own rows: INSERT ... RETURNING and the dedup check
 # need these columns, never the payload or headers.
 _SENDER_COLUMNS = "msg_id, sent_at, sent_by, delivered_at, visible_at, priority, dedup_key"
+# What a sender may set: msg_id, sent_at, sent_by, read_count and delivered_at
+# always take their defaults, so a sender cannot forge them.
+_SENDER_INSERT = "payload, visible_at, priority, dedup_key, headers"
 
 
 def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[str]:
     verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
     out = []
     if privilege in ("send", "all"):
-        out.append(f"{verb} INSERT, SELECT ({_SENDER_COLUMNS}) ON {queue.table} {prep} {role}")
-        out.append(f"{verb} USAGE ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq {prep} {role}")
+        out.append(
+            f"{verb} INSERT ({_SENDER_INSERT}), SELECT ({_SENDER_COLUMNS}) ON {queue.table} {prep} {role}"
+        )
+        if grant:  # one sequence serves every queue: never revoked per queue
+            out.append(f"GRANT USAGE ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq TO {role}")
     if privilege in ("receive", "all"):
         out.append(f"{verb} SELECT, UPDATE, DELETE ON {queue.table} {prep} {role}")
         dlq = find(queue.settings.get("dead_letter_queue") or default_dlq(queue.channel))
         if queue.settings.get("max_deliveries") and dlq is not None:
             out.append(f"{verb} INSERT ON {dlq.table} {prep} {role}")
-            # The dead-letter queue's notify trigger reads the id sequence.
-            out.append(f"{verb} SELECT ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq {prep} {role}")
+            if grant:  # the dead-letter queue's notify trigger reads the (shared) sequence
+                out.append(f"GRANT SELECT ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq TO {role}")
     if grant:
         out.insert(0, f"GRANT USAGE ON SCHEMA {_db.schema()} TO {role}")
     return out
@@ -253,7 +283,7 @@ def revoke(channel: str | None, role: str | None, privilege: str | None) -> bool
     if privilege == "receive":
         # Revoking table-wide SELECT also drops column grants: a sender keeps its own.
         still_sends = _db.run(
-            "SELECT pg_catalog.has_table_privilege($1, $2, 'INSERT') AS ok",
+            "SELECT pg_catalog.has_column_privilege($1, $2, 'payload', 'INSERT') AS ok",
             ("name", "text"),
             (role, queue.table),
         )[0]["ok"]
@@ -273,6 +303,8 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
     yet (same payload type), and lets the queue's receivers write to it.
     """
     queue = get(check_channel(channel), lock=True)
+    if key is None:
+        _db.fail("22004", "setting name must not be NULL")
     parsed, problem = settings.parse(key, value)
     if problem is not None:
         _db.fail(problem.sqlstate, problem.message)

@@ -70,7 +70,9 @@ def _channels(channel: str | None) -> list[str]:
 
 
 def _check_batch(batch_size: int | None) -> int:
-    if batch_size is None or batch_size <= 0:
+    if batch_size is None:
+        _db.fail("22004", "batch_size must not be NULL")
+    if batch_size <= 0:
         _db.fail("22023", f"batch_size must be a positive integer (got {batch_size})")
     return batch_size
 
@@ -91,10 +93,15 @@ def maintain(channel: str | None, batch_size: int | None) -> int:
 
 def maintenance_loop(pause: str | None, runs: int | None, batch_size: int | None) -> None:
     """CALLed outside a transaction block: expire rows batch by batch, committing each."""
+    _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause
     size = _check_batch(batch_size)
     if pause is None:
         _db.fail("22004", "pause must not be NULL")
-    seconds = _db.run("SELECT EXTRACT(epoch FROM $1::pg_catalog.interval)::float8 AS s", ("text",), (pause,))[0]["s"]
+    seconds = _db.interval_seconds(pause)
+    if seconds < 0:
+        _db.fail("22023", f"pause must not be negative (got {pause})")
+    if runs is not None and runs < 0:
+        _db.fail("22023", f"runs must not be negative (got {runs})")
     done_runs = 0
     while runs is None or done_runs < runs:
         for name in _channels(None):

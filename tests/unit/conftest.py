@@ -14,5 +14,4 @@ class _FakeError(Exception):
 fake = types.ModuleType("plpy")
 fake.Error = _FakeError
 fake.SPIError = _FakeError
-fake.spiexceptions = types.SimpleNamespace(UndefinedTable=_FakeError)
 sys.modules.setdefault("plpy", fake)
