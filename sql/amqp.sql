@@ -62,9 +62,12 @@ SELECT pg_catalog.pg_extension_config_dump('amqp.outbox_id_seq', '');
 COMMENT ON TABLE amqp.outbox IS
 'Messages not yet confirmed by their broker, in publish order (id). failed = returned, nacked or refused by the broker: the relay skips them until amqp.retry_failed().';
 
--- The commit hook. Row events queue up as publish() inserts; at commit the first
--- one sends every row of the transaction and records how far it got, so the
--- later events of the same transaction return at once (a cheap PL/pgSQL check).
+-- The commit hook. Only the first row a transaction inserts queues a trigger
+-- event (the trigger's WHEN arms a transaction-local setting; see below); at
+-- commit that event sends every row of the transaction from its id on, records
+-- how far it got (a later event, e.g. of rows inserted without the WHEN, returns
+-- at once) and disarms, so rows inserted after it (SET CONSTRAINTS ... IMMEDIATE)
+-- queue an event of their own.
 CREATE FUNCTION amqp._outbox_on_commit()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -75,18 +78,30 @@ BEGIN
     IF NEW.id <= coalesce(nullif(current_setting('pg_message_queue.amqp_sent_upto', true), '')::bigint, 0) THEN
         RETURN NULL;
     END IF;
-    PERFORM set_config('pg_message_queue.amqp_sent_upto', amqp._send_transaction(NEW.id)::text, true);
+    PERFORM
+        set_config('pg_message_queue.amqp_sent_upto', amqp._send_transaction(NEW.id)::text, true),
+        set_config('pg_message_queue.amqp_armed', '', true);
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION amqp._outbox_on_commit() IS
 'Internal: deferred constraint trigger of amqp.outbox; the first firing at commit sends the transaction''s messages.';
 
+-- One event per transaction instead of one per message: the WHEN is true for the
+-- first non-strict row only, and arms pg_message_queue.amqp_armed (SET LOCAL
+-- semantics: a rollback to a savepoint that covered that row disarms it again,
+-- together with the row and its event). CASE fixes the evaluation order.
 CREATE CONSTRAINT TRIGGER outbox_on_commit
 AFTER INSERT ON amqp.outbox
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW
-WHEN (NOT new.strict)
+WHEN (
+    CASE
+        WHEN new.strict THEN false
+        WHEN pg_catalog.current_setting('pg_message_queue.amqp_armed', true) = 'on' THEN false
+        ELSE pg_catalog.set_config('pg_message_queue.amqp_armed', 'on', true) = 'on'
+    END
+)
 EXECUTE FUNCTION amqp._outbox_on_commit();
 
 -- Python half of the commit hook: send rows id >= first_id of this transaction,
@@ -125,6 +140,12 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- The broker's flags ('m' mandatory, 's' strict, '-' neither), looked up once
+    -- per transaction and kept in a transaction-local setting: the per-message
+    -- cost is then one INSERT ... VALUES.
+    flags_name constant text := 'pg_message_queue.amqp_broker_' || translate(publish.broker_id::text, '-', 'n');
+    flags text := current_setting(flags_name, true);
 BEGIN
     -- One expression on the fast path; _check_message says what is wrong.
     IF
@@ -139,25 +160,32 @@ BEGIN
             publish.delivery_mode, publish.priority, publish.expiration, publish.headers
         );
     END IF;
-    -- The broker lookup and the insert in one statement: no row for an unknown broker.
+    IF flags IS null OR flags = '' THEN
+        SELECT
+            CASE WHEN bool_or(br.mandatory) THEN 'm' ELSE '-' END
+            || CASE WHEN bool_or(br.strict) THEN 's' ELSE '-' END
+        INTO flags
+        FROM amqp.broker AS br
+        WHERE br.broker_id = publish.broker_id
+        HAVING count(*) > 0;
+        IF NOT found THEN
+            RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
+                USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
+        END IF;
+        PERFORM set_config(flags_name, flags, true);
+    END IF;
     INSERT INTO amqp.outbox (
         broker_id, exchange, routing_key, message, delivery_mode, content_type,
         reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
     )
-    SELECT
+    VALUES (
         publish.broker_id, publish.exchange, publish.routing_key, publish.message,
         publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
-        coalesce(publish.mandatory, bool_or(br.mandatory)),
-        bool_or(br.strict) OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
-    FROM amqp.broker AS br
-    WHERE br.broker_id = publish.broker_id
-    HAVING count(*) > 0;
-    IF NOT found THEN
-        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
-            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
-    END IF;
+        coalesce(publish.mandatory, flags LIKE 'm%'),
+        flags LIKE '_s' OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
+    );
     RETURN true;
 END
 $$;

@@ -112,6 +112,41 @@ def test_savepoint_covering_every_publish_delivers_nothing(
     assert rabbit.drain(queue, 1, timeout=1) == []
 
 
+def test_publish_after_a_savepoint_undid_the_first_one_is_delivered(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    """Only a transaction's first message queues the commit trigger's event; when a
+    rollback to a savepoint takes that message away, the next one queues its own."""
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    conn.execute("SAVEPOINT s")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'undone')", (broker, queue))
+    conn.execute("ROLLBACK TO SAVEPOINT s")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'kept-1')", (broker, queue))
+    conn.execute("SAVEPOINT t")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'kept-2')", (broker, queue))
+    conn.execute("RELEASE SAVEPOINT t")
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 2)] == ["kept-1", "kept-2"]
+    assert rabbit.drain(queue, 1, timeout=0.5) == []
+    assert outbox_depth(conn) == 0
+
+
+def test_constraints_immediate_sends_each_statement(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    """With SET CONSTRAINTS ALL IMMEDIATE the trigger fires after each statement; a
+    later statement's messages are sent too, not left for the relay."""
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    conn.execute("SELECT count(amqp.publish(%s, '', %s, 'a' || i)) FROM generate_series(1, 3) i", (broker, queue))
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'b')", (broker, queue))
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 4)] == ["a1", "a2", "a3", "b"]
+    assert outbox_depth(conn) == 0
+
+
 def test_autonomous_publish_delivers_even_if_the_transaction_rolls_back(
     connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
 ) -> None:

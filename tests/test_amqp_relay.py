@@ -165,3 +165,21 @@ def test_message_to_missing_exchange_is_refused_and_the_rest_still_delivered(
         by_body.setdefault(body, set()).add(props.message_id)
     assert all(len(ids) == 1 for ids in by_body.values())
     assert db.execute("SELECT count(*) FROM amqp.outbox WHERE NOT failed").fetchone() == (0,)
+
+
+def test_message_that_cannot_be_encoded_is_kept_as_failed_and_the_rest_delivered(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    db = connect()
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    seen = warnings_of(conn)
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'before')", (broker, queue))
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'too long', correlation_id => repeat('c', 300))", (broker, queue))
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'after')", (broker, queue))
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 2)] == ["before", "after"]
+    assert any("255" in w for w in seen), seen
+    failed = db.execute("SELECT message, last_error FROM amqp.outbox WHERE failed").fetchall()
+    assert [m for m, _ in failed] == ["too long"] and "cannot be encoded" in failed[0][1]
+    assert db.execute("SELECT count(*) FROM amqp.outbox").fetchone() == (1,)

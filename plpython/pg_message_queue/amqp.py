@@ -18,10 +18,13 @@ from typing import Any
 from . import _db
 from . import amqp_link as link
 
+# The optional properties travel as one JSON array, NULL when all are (the usual
+# case): PL/Python converts every column of every row, so fewer columns are cheaper.
 _ROW = (
-    "id, broker_id, exchange, routing_key, message, delivery_mode, content_type, reply_to,"
-    " correlation_id, headers::text AS headers, message_id, expiration, priority, mandatory,"
-    " txid::text AS txid"
+    "id, broker_id, exchange, routing_key, message, message_id, mandatory, txid::text AS txid,"
+    " CASE WHEN pg_catalog.num_nonnulls(delivery_mode, content_type, reply_to, correlation_id, headers,"
+    " expiration, priority) > 0 THEN pg_catalog.json_build_array(delivery_mode, content_type, reply_to,"
+    " correlation_id, headers, expiration, priority)::text END AS props"
 )
 _HOSTS = (
     "SELECT host, port, vhost, username, password, tls, tls_ca_file, heartbeat, connect_timeout,"
@@ -30,6 +33,7 @@ _HOSTS = (
 _RELAY_LOCK = "pg_message_queue amqp relay"
 TXID_HEADER = "x-pg-txid"
 CHUNK = 2000
+_MAX_ID = 2**63 - 1
 
 # What the last flush in this backend met and left, for the relay (same backend;
 # the relay runs with its caller's rights and cannot read the outbox itself).
@@ -41,35 +45,73 @@ def _hosts(broker_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in _db.run(_HOSTS, ("integer",), (broker_id,))]
 
 
-def _properties(row: dict[str, Any]) -> Any:
-    import pika
+_txid_tables: dict[str, bytes] = {}
 
-    headers = json.loads(row["headers"]) if row.get("headers") else {}
-    headers[TXID_HEADER] = row["txid"]
-    return pika.BasicProperties(
-        delivery_mode=row.get("delivery_mode"),
-        content_type=row.get("content_type"),
-        reply_to=row.get("reply_to"),
-        correlation_id=row.get("correlation_id"),
-        headers=headers,
+
+def _txid_table(txid: str) -> bytes:
+    """The headers table {x-pg-txid: txid}, encoded once per transaction id."""
+    table = _txid_tables.get(txid)
+    if table is None:
+        if len(_txid_tables) >= 64:
+            _txid_tables.clear()
+        table = _txid_tables[txid] = link.encode_table({TXID_HEADER: txid})
+    return table
+
+
+def _properties(row: dict[str, Any]) -> bytes:
+    """The encoded AMQP properties of an outbox row (_ROW) or of a row dict with
+    one key per property (autonomous_publish): headers get x-pg-txid."""
+    if "delivery_mode" in row:
+        headers = json.loads(row["headers"]) if row.get("headers") else None
+        mode, ctype, reply_to, corr = row["delivery_mode"], row["content_type"], row["reply_to"], row["correlation_id"]
+        expiration, priority = row["expiration"], row["priority"]
+    elif row["props"] is not None:
+        mode, ctype, reply_to, corr, headers, expiration, priority = json.loads(row["props"])
+    else:
+        return link.encode_properties(headers=_txid_table(row["txid"]), message_id=row["message_id"])
+    table = link.encode_table({**headers, TXID_HEADER: row["txid"]}) if headers else _txid_table(row["txid"])
+    return link.encode_properties(
+        content_type=ctype,
+        headers=table,
+        delivery_mode=mode,
+        priority=priority,
+        correlation_id=corr,
+        reply_to=reply_to,
+        expiration=expiration,
         message_id=row["message_id"],
-        expiration=row.get("expiration"),
-        priority=row.get("priority"),
     )
 
 
 def _message(row: dict[str, Any]) -> link.Message:
-    return link.Message(row["exchange"], row["routing_key"], row["message"], _properties(row), bool(row["mandatory"]))
+    return link.Message(
+        row["exchange"], row["routing_key"], row["message"], _properties(row), bool(row["mandatory"]), row["message_id"]
+    )
 
 
-def _send(broker_id: int, rows: list[dict[str, Any]]) -> list[link.Outcome]:
-    """Publish ``rows`` to ``broker_id``; never raises for broker trouble."""
+def _send(broker_id: int, rows: list[dict[str, Any]], meanwhile: Any = None) -> list[link.Outcome]:
+    """Publish ``rows`` to ``broker_id``; never raises for broker trouble.
+
+    ``meanwhile()`` is called once the messages are written, before the wait for
+    their confirms (not at all when nothing could be written).
+    """
     hosts = _hosts(broker_id)
     try:
         if not hosts:
             raise link.LinkError("42704", f"no AMQP broker with broker_id {broker_id} in amqp.broker")
         timeout = float(hosts[0]["confirm_timeout"])
-        return link.send(broker_id, hosts, [_message(r) for r in rows], timeout)
+        outcomes: list[link.Outcome | None] = [None] * len(rows)
+        messages, index = [], []
+        for i, r in enumerate(rows):
+            try:
+                messages.append(_message(r))
+            except (ValueError, TypeError, OverflowError) as exc:  # e.g. a property longer than 255 bytes
+                outcomes[i] = link.Outcome(link.INVALID, f"cannot be encoded: {exc}")
+                continue
+            index.append(i)
+        if messages:
+            for i, o in zip(index, link.send_then(broker_id, hosts, messages, timeout, meanwhile), strict=True):
+                outcomes[i] = o
+        return outcomes  # type: ignore[return-value]
     except link.LinkError as exc:
         return [link.Outcome(link.UNCONFIRMED, exc.message) for _ in rows]
     except Exception as exc:  # a broker problem must never abort the caller's commit
@@ -122,20 +164,61 @@ def _by_broker(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return groups
 
 
+class _Undo(Exception):
+    """Rolls back the optimistic DELETE of a batch that was not entirely confirmed."""
+
+
+def _send_and_delete(broker_id: int, rows: list[dict[str, Any]]) -> list[link.Outcome]:
+    """Publish ``rows`` and delete the confirmed ones.
+
+    The DELETE of the whole batch runs in a subtransaction while the broker is
+    working on the messages (it overlaps the confirm wait); it is kept if every
+    message was confirmed, else rolled back and only the confirmed rows deleted.
+    """
+    opened: list[Any] = []
+
+    def delete_all() -> None:
+        sub = _db.subtransaction()
+        sub.__enter__()
+        try:
+            _db.run("DELETE FROM amqp.outbox WHERE id = ANY($1)", ("bigint[]",), ([r["id"] for r in rows],))
+        except Exception as exc:
+            sub.__exit__(type(exc), exc, exc.__traceback__)
+            return
+        opened.append(sub)
+
+    try:
+        outcomes = _send(broker_id, rows, delete_all)
+    except BaseException:
+        if opened:
+            opened.pop().__exit__(_Undo, _Undo(), None)
+        raise
+    if opened:
+        sub = opened.pop()
+        if all(o.status == link.ACK for o in outcomes):
+            sub.__exit__(None, None, None)
+            return outcomes
+        sub.__exit__(_Undo, _Undo(), None)
+    _record(broker_id, rows, outcomes)
+    return outcomes
+
+
 def send_transaction(first_id: int) -> int:
     """Commit hook: publish this transaction's rows from ``first_id`` on; returns the last id seen."""
+    # The upper bound ($2, always the largest bigint) is for the planner: a generic
+    # plan for "id >= $1" alone guesses a third of the table and scans all of it,
+    # dead rows and kept messages included; a range gets the primary key index.
     rows = _db.run(
-        f"SELECT {_ROW} FROM amqp.outbox WHERE id >= $1 AND txid = pg_catalog.pg_current_xact_id()"
+        f"SELECT {_ROW} FROM amqp.outbox WHERE id BETWEEN $1 AND $2 AND txid = pg_catalog.pg_current_xact_id()"
         " AND NOT strict AND NOT failed ORDER BY id",
-        ("bigint",),
-        (first_id,),
+        ("bigint", "bigint"),
+        (first_id, _MAX_ID),
     )
     if not rows:
         return first_id
-    rows = [dict(r) for r in rows]
+    rows = list(rows)
     for broker_id, group in _by_broker(rows).items():
-        outcomes = _send(broker_id, group)
-        _record(broker_id, group, outcomes)
+        outcomes = _send_and_delete(broker_id, group)
         _warn_kept(broker_id, outcomes, "at commit")
     return int(rows[-1]["id"])
 
@@ -172,7 +255,7 @@ def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
             )
             if not rows:
                 break
-            rows = [dict(r) for r in rows]
+            rows = list(rows)
             outcomes = _send(b, rows)
             done, _kept = _record(b, rows, outcomes)
             delivered += done
@@ -226,6 +309,8 @@ def _fail_outcome(broker_id: int, outcome: link.Outcome) -> None:
         _db.fail(code, f"AMQP broker {broker_id} {outcome.error}")
     if outcome.status == link.NACK:
         _db.fail("58000", f"AMQP broker {broker_id} did not accept the message: {outcome.error}")
+    if outcome.status == link.INVALID:
+        _db.fail("22023", f"amqp: the message {outcome.error}")
     _db.fail("08006", f"AMQP broker {broker_id}: {outcome.error}")
 
 
@@ -293,9 +378,13 @@ def autonomous_publish(
         "mandatory": mandatory,
         "txid": txid,
     }
+    try:
+        message = _message(row)
+    except (ValueError, TypeError, OverflowError) as exc:
+        _db.fail("22023", f"amqp.autonomous_publish: the message cannot be encoded: {exc}")
     _connect_or_fail(broker_id, hosts)
     try:
-        (outcome,) = link.send(broker_id, hosts, [_message(row)], float(hosts[0]["confirm_timeout"]))
+        (outcome,) = link.send(broker_id, hosts, [message], float(hosts[0]["confirm_timeout"]))
     except link.LinkError as exc:
         _db.fail(exc.sqlstate, exc.message, exc.detail)
     if outcome.status != link.ACK:

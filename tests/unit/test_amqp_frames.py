@@ -47,3 +47,40 @@ def test_encode_publish_matches_pika(message: amqp_link.Message) -> None:
 def test_names_longer_than_255_bytes_are_refused() -> None:
     with pytest.raises(ValueError, match="255"):
         amqp_link.encode_publish(1, 1000, amqp_link.Message("", "é" * 200, "x", pika.BasicProperties()))
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {},
+        {"message_id": "m1"},
+        {"message_id": "m1", "headers": {"x-pg-txid": "42"}},
+        {
+            "content_type": "application/json",
+            "headers": {"n": 3, "nested": {"a": [1, "b"]}, "x-pg-txid": "123"},
+            "delivery_mode": 2,
+            "priority": 9,
+            "correlation_id": "INSERT",
+            "reply_to": "",
+            "expiration": "60000",
+            "message_id": "ünï",
+        },
+        {"delivery_mode": 1, "reply_to": "r", "message_id": "m"},
+    ],
+)
+def test_encode_properties_matches_pika(props: dict) -> None:
+    table = props.get("headers")
+    ours = amqp_link.encode_properties(
+        **{k: v for k, v in props.items() if k != "headers"},
+        headers=None if table is None else amqp_link.encode_table(table),
+    )
+    assert ours == b"".join(pika.BasicProperties(**props).encode())
+    message = amqp_link.Message("", "q", "body", ours, message_id=props.get("message_id"))
+    assert amqp_link.encode_publish(3, 4088, message) == pika_frames(
+        3, 4088, amqp_link.Message("", "q", "body", pika.BasicProperties(**props))
+    )
+
+
+def test_property_longer_than_255_bytes_is_refused() -> None:
+    with pytest.raises(ValueError, match="255"):
+        amqp_link.encode_properties(correlation_id="x" * 256)
