@@ -279,9 +279,10 @@ def relay(
     exit_when_empty: bool,
 ) -> None:
     """The relay loop: flush, COMMIT, and sleep when idle; reports changes of error state."""
+    _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause (_db.commit re-pins)
     seconds = None
     if run_for is not None:
-        seconds = _db.run("SELECT extract(epoch FROM $1::interval)::float8 AS s", ("text",), (run_for,))[0]["s"]
+        seconds = _db.interval_seconds(run_for)
     deadline = None if seconds is None else time.monotonic() + seconds
     reported: str | None = None
     while True:

@@ -224,8 +224,7 @@ def select_ready(queue: Queue) -> str:
             f" WHERE delivered_at IS NULL AND {key} IS NOT NULL ORDER BY {key}, msg_id))"
         )
     return (
-        f"SELECT msg_id FROM {queue.table} WHERE {where}"
-        f" ORDER BY {ready_order(queue)} LIMIT $1 FOR UPDATE SKIP LOCKED"
+        f"SELECT msg_id FROM {queue.table} WHERE {where} ORDER BY {ready_order(queue)} LIMIT $1 FOR UPDATE SKIP LOCKED"
     )
 
 
@@ -260,8 +259,7 @@ def get_message_by_id(channel: str | None, msg_id: int | None, as_text: bool) ->
     )
     if rows and not rows[0]["was_delivered"]:
         _db.run(
-            f"UPDATE {queue.table} SET delivered_at = pg_catalog.now(), read_count = read_count + 1"
-            " WHERE msg_id = $1",
+            f"UPDATE {queue.table} SET delivered_at = pg_catalog.now(), read_count = read_count + 1 WHERE msg_id = $1",
             ("int8",),
             (msg_id,),
         )

@@ -250,9 +250,7 @@ def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[st
     verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
     out = []
     if privilege in ("send", "all"):
-        out.append(
-            f"{verb} INSERT ({_SENDER_INSERT}), SELECT ({_SENDER_COLUMNS}) ON {queue.table} {prep} {role}"
-        )
+        out.append(f"{verb} INSERT ({_SENDER_INSERT}), SELECT ({_SENDER_COLUMNS}) ON {queue.table} {prep} {role}")
         if grant:  # one sequence serves every queue: never revoked per queue
             out.append(f"GRANT USAGE ON SEQUENCE {_db.schema()}.pg_mq_msg_id_seq TO {role}")
     if privilege in ("receive", "all"):
