@@ -231,3 +231,21 @@ def test_bytea_queue_reads_through_the_bin_variants(db):
     db.execute("SELECT pg_mq_send_message('b', '\\x0001ff'::bytea)")
     fails(db, "SELECT * FROM pg_mq_read('b')", sqlstate="42804", match="bytea")
     assert bytes(db.execute("SELECT payload FROM pg_mq_read_bin('b')").fetchone()[0]) == b"\x00\x01\xff"
+
+
+def test_leased_and_delayed_messages_leave_the_ready_index(db):
+    make(db, n=1000)
+    db.execute("SELECT pg_mq_send_message('q', 'later'::text, delay => '1 hour')")
+    read(db, 900, "1 hour")
+    ready_entries = "SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NULL AND NOT waiting"
+    assert db.execute(ready_entries).fetchone()[0] == 100
+    plan = "\n".join(
+        r[0]
+        for r in db.execute(
+            "EXPLAIN SELECT msg_id FROM pg_mq_queue_q WHERE delivered_at IS NULL AND NOT waiting"
+            " ORDER BY priority DESC, msg_id LIMIT 10"
+        )
+    )
+    assert "priority_msg_id_idx" in plan and "Filter" not in plan
+    # The next read skips no leased row: it gets the 100 ready ones straight away.
+    assert [r[2] for r in read(db, 200)] == [f"m{i}" for i in range(901, 1001)]

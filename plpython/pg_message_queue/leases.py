@@ -10,7 +10,7 @@ dead-letter queue instead of being handed out again.
 from __future__ import annotations
 
 from . import _db, queues
-from .messages import check_count, payload_expr, ready_order, select_ready
+from .messages import check_count, payload_expr, promote_due, ready_order, select_ready
 from .queues import Queue
 
 _LEASED = "msg_id, read_count, sent_at AS enqueued_at, visible_at, priority, headers"
@@ -43,7 +43,7 @@ def _dead_letter_overdue(queue: Queue) -> None:
         return
     try:
         overdue = _db.run(
-            f"SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND read_count >= $1"
+            f"SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND waiting AND read_count >= $1"
             " AND visible_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED",
             ("int4",),
             (limit,),
@@ -97,10 +97,11 @@ def read_sql(
     _check_interval("wait", wait, allow_null=True)
     payload = payload_expr(queue, as_text, "pg_mq_read")
     _dead_letter_overdue(queue)
+    promote_due(queue)
     return (
         f"WITH picked AS ({select_ready(queue)}),"
         f" leased AS (UPDATE {queue.table} AS q"
-        " SET visible_at = pg_catalog.clock_timestamp() + $2, read_count = q.read_count + 1"
+        " SET visible_at = pg_catalog.clock_timestamp() + $2, read_count = q.read_count + 1, waiting = true"
         " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
         f" SELECT {_LEASED}, {payload} AS payload FROM leased ORDER BY {ready_order(queue)}"
     )
@@ -144,7 +145,8 @@ def nack(channel: str | None, msg_ids: list[int] | None, delay: str | None) -> l
         if spent:
             dead_letter(queue, [r["msg_id"] for r in spent], "max_deliveries")
     rows = _db.run(
-        f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2"
+        f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2,"
+        " waiting = $2 > '0'::pg_catalog.interval"
         " WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id",
         ("int8[]", "interval"),
         (ids, delay),
@@ -159,7 +161,7 @@ def extend(channel: str | None, msg_ids: list[int] | None, visibility_timeout: s
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     rows = _db.run(
         f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2"
-        " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND read_count > 0"
+        " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND waiting AND read_count > 0"
         " AND visible_at > pg_catalog.clock_timestamp() RETURNING msg_id",
         ("int8[]", "interval"),
         (ids, visibility_timeout),
@@ -173,6 +175,7 @@ def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     check_count(n)
     payload = payload_expr(queue, as_text, "pg_mq_pop")
     _dead_letter_overdue(queue)
+    promote_due(queue)
     picked = f"WITH picked AS ({select_ready(queue)})"
     if _retains(queue):
         change = (

@@ -103,8 +103,9 @@ def _send(
             existing.update(channel=queue.channel, deduplicated=True)
             return existing
     rows = _db.run(
-        f"INSERT INTO {queue.table} (payload, visible_at, priority, dedup_key, headers)"
-        f" SELECT $1::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval), $3, $4, $5"
+        f"INSERT INTO {queue.table} (payload, visible_at, waiting, priority, dedup_key, headers)"
+        f" SELECT $1::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval),"
+        " COALESCE($2 > '0'::pg_catalog.interval, false), $3, $4, $5"
         f" WHERE EXISTS (SELECT FROM {_db.schema()}.pg_mq_config_catalog"
         " WHERE channel = $6 AND xmin::text || ':' || ctid::text = $7)"
         f" RETURNING {_SENT}, $6 AS channel, false AS deduplicated",
@@ -173,9 +174,10 @@ def send_batch(
         priority = 0
     # Rows are inserted in ordinality order, so ids ascend in input order.
     rows = _db.run(
-        f"INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
+        f"INSERT INTO {queue.table} (payload, visible_at, waiting, priority, headers)"
         f" SELECT u.p::{queue.type_sql},"
-        " pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval), $3, $4"
+        " pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval),"
+        " COALESCE($2 > '0'::pg_catalog.interval, false), $3, $4"
         " FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(p, i) ORDER BY u.i"
         " RETURNING msg_id",
         ("text[]", "interval", "int4", "jsonb"),
@@ -211,9 +213,18 @@ def ready_order(queue: Queue) -> str:
     return "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
 
 
+def promote_due(queue: Queue) -> None:
+    """Make waiting messages whose time has come (lease expired, delay over) ready again."""
+    _db.run(
+        f"WITH due AS (SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND waiting"
+        " AND visible_at <= pg_catalog.clock_timestamp() ORDER BY visible_at LIMIT 10000 FOR UPDATE SKIP LOCKED)"
+        f" UPDATE {queue.table} AS q SET waiting = false FROM due WHERE q.msg_id = due.msg_id"
+    )
+
+
 def select_ready(queue: Queue) -> str:
     """SQL picking up to $1 ready messages in delivery order, locked, skipping locked ones."""
-    where = "delivered_at IS NULL AND visible_at <= pg_catalog.clock_timestamp()"
+    where = "delivered_at IS NULL AND NOT waiting"
     group = queue.settings.get("fifo_group_header")
     if group:
         # Only the oldest undelivered message of a group may go out, and only
@@ -234,6 +245,7 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     check_count(n)
     payload = payload_expr(queue, as_text, "pg_mq_get_msg")
     order = ready_order(queue)
+    promote_due(queue)
     return (
         f"WITH picked AS ({select_ready(queue)}),"
         " done AS ("

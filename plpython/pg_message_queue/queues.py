@@ -129,18 +129,20 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         " sent_by name NOT NULL DEFAULT SESSION_USER,"
         " delivered_at timestamptz,"
         " visible_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+        " waiting boolean NOT NULL DEFAULT false,"
         " read_count integer NOT NULL DEFAULT 0,"
         " priority integer NOT NULL DEFAULT 0,"
         " dedup_key text,"
         " headers jsonb,"
         f" payload {type_sql} NOT NULL,"
         " PRIMARY KEY (msg_id))"
-        # Room on every page, so that a lease (visible_at, read_count: no indexed
-        # column) is a HOT update and does not touch the indexes.
+        # Room on every page for the updates a message goes through.
         " WITH (fillfactor = 80)"
     )
-    # Ready messages in delivery order; delivered rows leave this index.
-    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL")
+    # Ready messages in delivery order. Leased and delayed messages ("waiting")
+    # leave it for the second index, by due time, so reads never wade through them.
+    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL AND NOT waiting")
+    _db.ddl(f"CREATE INDEX ON {qualified} (visible_at) WHERE delivered_at IS NULL AND waiting")
     _db.ddl(f"CREATE INDEX ON {qualified} (dedup_key) WHERE dedup_key IS NOT NULL AND delivered_at IS NULL")
     # Queue tables churn: vacuum them long before the default 20% of dead rows.
     _db.ddl(
@@ -243,7 +245,7 @@ def _check_grant(channel: str | None, role: str | None, privilege: str | None) -
 _SENDER_COLUMNS = "msg_id, sent_at, sent_by, delivered_at, visible_at, priority, dedup_key"
 # What a sender may set: msg_id, sent_at, sent_by, read_count and delivered_at
 # always take their defaults, so a sender cannot forge them.
-_SENDER_INSERT = "payload, visible_at, priority, dedup_key, headers"
+_SENDER_INSERT = "payload, visible_at, waiting, priority, dedup_key, headers"
 
 
 def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[str]:
