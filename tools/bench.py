@@ -208,9 +208,10 @@ POP100 = f"SELECT * FROM pg_mq_pop('{CHANNEL}', {BATCH})"
 # the queue table: what the table, its indexes and trigger cost without PL/Python.
 EXT_SQL_SEND = "INSERT INTO {qt} (payload) VALUES (%s) RETURNING msg_id, sent_at, sent_by, visible_at"
 EXT_SQL_GET = (
-    "WITH picked AS (SELECT msg_id FROM {qt} WHERE delivered_at IS NULL AND visible_at <= clock_timestamp()"
+    "WITH picked AS (SELECT msg_id FROM {qt} WHERE delivered_at IS NULL AND NOT waiting"
     f" ORDER BY priority DESC, msg_id LIMIT {BATCH} FOR UPDATE SKIP LOCKED),"
-    " done AS (UPDATE {qt} AS q SET delivered_at = now() FROM picked WHERE q.msg_id = picked.msg_id"
+    " done AS (UPDATE {qt} AS q SET delivered_at = now(), read_count = q.read_count + 1"
+    " FROM picked WHERE q.msg_id = picked.msg_id"
     " RETURNING q.msg_id, q.sent_at, q.sent_by, q.priority, q.payload)"
     " SELECT msg_id, sent_at, sent_by, false AS was_delivered, payload::text AS payload"
     " FROM done ORDER BY priority DESC, msg_id"
