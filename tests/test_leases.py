@@ -3,9 +3,8 @@
 import threading
 import time
 
-import psycopg
 import pytest
-from helpers import fails
+from helpers import drain_concurrently, fails
 
 
 def make(db, channel="q", n=0):
@@ -174,28 +173,14 @@ def test_long_poll_gives_up_after_the_wait(db):
 def test_four_consumers_ack_fifty_thousand_messages_exactly_once(connect, dsn):
     db = connect()
     make(db, n=50_000)
-    acked: list[list[int]] = [[] for _ in range(4)]
-    errors: list[BaseException] = []
 
-    def consume(slot: int) -> None:
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                while True:
-                    ids = [r[0] for r in conn.execute("SELECT msg_id FROM pg_mq_read('q', 100, '5 minutes')")]
-                    if not ids:
-                        return
-                    done = [r[0] for r in conn.execute("SELECT * FROM pg_mq_ack('q', %s)", (ids,))]
-                    assert done == sorted(ids)
-                    acked[slot].extend(done)
-        except BaseException as exc:
-            errors.append(exc)
+    def take(conn):
+        ids = [r[0] for r in conn.execute("SELECT msg_id FROM pg_mq_read('q', 100, '5 minutes')")]
+        done = [r[0] for r in conn.execute("SELECT * FROM pg_mq_ack('q', %s)", (ids,))] if ids else []
+        assert done == sorted(ids)
+        return done
 
-    threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert errors == []
+    acked = drain_concurrently(dsn, 4, take)
     everything = [m for part in acked for m in part]
     assert len(everything) == 50_000 == len(set(everything))
     assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0

@@ -1,9 +1,6 @@
 """Delivery semantics: mark-delivered in the caller's transaction, SKIP LOCKED, NOTIFY."""
 
-import threading
-
-import psycopg
-from helpers import drain_notifies, wait_notifies
+from helpers import drain_concurrently, drain_notifies, wait_notifies
 
 
 def fill(db, channel="q", n=10):
@@ -70,29 +67,12 @@ def test_get_by_id_reports_previous_delivery_and_marks_it(db):
 def test_four_consumers_drain_ten_thousand_messages_exactly_once(connect, dsn):
     db = connect()
     fill(db, n=10_000)
-    seen: list[list[int]] = [[] for _ in range(4)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(4)
 
-    def consume(slot: int) -> None:
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                start.wait()
-                while True:
-                    with conn.transaction():
-                        rows = conn.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 50)").fetchall()
-                    if not rows:
-                        return
-                    seen[slot].extend(r[0] for r in rows)
-        except BaseException as exc:
-            errors.append(exc)
+    def take(conn):
+        with conn.transaction():
+            return [r[0] for r in conn.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 50)")]
 
-    threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    seen = drain_concurrently(dsn, 4, take)
     everything = [m for part in seen for m in part]
     assert len(everything) == 10_000
     assert len(set(everything)) == 10_000

@@ -423,3 +423,23 @@ def test_get_counts_deliveries_and_respects_fifo_groups(db):
     assert [p for (p,) in got] == ["a1", "b1"]
     assert db.execute("SELECT read_count FROM pg_mq_queue_q WHERE payload = 'a1'").fetchone()[0] == 1
     assert [p for (p,) in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 10)")] == ["a2"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "sqlstate", "match"),
+    [
+        ("SELECT * FROM pg_mq_stats('nope')", "42704", 'queue "nope" does not exist'),
+        ("SELECT * FROM pg_mq_stats(NULL)", "22004", "channel must not be NULL"),
+        ("SELECT pg_mq_set_queue_config('q', NULL, '1')", "22004", "setting name must not be NULL"),
+        ("SELECT pg_mq_maintain('q', NULL)", "22004", "batch_size must not be NULL"),
+        ("SELECT pg_mq_maintain('nope')", "42704", 'queue "nope" does not exist'),
+        ("CALL pg_mq_maintenance_loop('-1 second', 1)", "22023", "pause must not be negative"),
+        ("CALL pg_mq_maintenance_loop(NULL, 1)", "22004", "pause must not be NULL"),
+        ("CALL pg_mq_maintenance_loop('0', -1)", "22023", "runs must not be negative"),
+        ("CALL pg_mq_maintenance_loop('0', 1, 0)", "22023", "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_upkeep_input_is_refused(db, sql, sqlstate, match):
+    make(db)
+    fails(db, sql, sqlstate=sqlstate, match=match)
+    assert db.execute("SELECT settings FROM pg_mq_config_catalog WHERE channel = 'q'").fetchone()[0] == {}

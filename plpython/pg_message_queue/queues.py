@@ -42,7 +42,7 @@ def find(channel: str | None, lock: bool = False) -> Queue | None:
     sql = (
         "SELECT table_name, payload_type::pg_catalog.oid AS type_oid,"
         " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings,"
-        " xmin::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) ctid::pg_catalog.text AS version"
+        " xmin::text || ':' || ctid::text AS version"
         f" FROM {_catalog()} WHERE channel = $1"
     )
     if lock:
@@ -175,10 +175,9 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
     users = [
         r["channel"]
         for r in _db.run(
-            f"SELECT channel FROM {_catalog()} WHERE channel OPERATOR(pg_catalog.<>) $1"
+            f"SELECT channel FROM {_catalog()} WHERE channel <> $1"
             " AND (settings ->> 'max_deliveries') IS NOT NULL"
-            " AND COALESCE(settings ->> 'dead_letter_queue', channel OPERATOR(pg_catalog.||) '_dlq')"
-            " OPERATOR(pg_catalog.=) $1",
+            " AND COALESCE(settings ->> 'dead_letter_queue', channel || '_dlq') = $1",
             ("text",),
             (queue.channel,),
         )

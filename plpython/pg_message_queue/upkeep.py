@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from . import _db, queues
@@ -44,9 +45,7 @@ def stats(channel: str | None) -> dict[str, Any]:
         dead_lettered=dead,
         sent_total=totals[0]["sent_total"] if totals else None,
         removed_total=totals[0]["removed_total"] if totals else None,
-        settings=_db.run(f"SELECT settings FROM {queues._catalog()} WHERE channel = $1", ("text",), (queue.channel,))[
-            0
-        ]["settings"],
+        settings=json.dumps(queue.settings),
     )
     return result
 
