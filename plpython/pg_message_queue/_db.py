@@ -65,7 +65,10 @@ def fail(sqlstate: str, message: str, detail: str | None = None, hint: str | Non
 
 
 def warn(message: str, detail: str | None = None) -> None:
-    plpy.warning(message, detail=detail)
+    if detail is None:
+        plpy.warning(message)  # detail=None would print "DETAIL: None"
+    else:
+        plpy.warning(message, detail=detail)
 
 
 def ident(name: str) -> str:
@@ -96,9 +99,22 @@ def commit() -> None:
     pin_search_path()
 
 
-def pin_search_path() -> None:
-    """For procedures, which cannot have a SET clause: pg_catalog first, for this transaction."""
-    plpy.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+def pin_search_path() -> str:
+    """For procedures, which cannot have a SET clause: pg_catalog first, for this transaction.
+
+    Returns the search_path it replaced, for :func:`restore_search_path`.
+    """
+    rows = plpy.execute(
+        "SELECT pg_catalog.current_setting('search_path') AS old,"
+        " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true) AS new"
+    )
+    return rows[0]["old"]
+
+
+def restore_search_path(old: str) -> None:
+    """Give a procedure's caller back its search_path (CALL inside a DO block or a
+    transaction would otherwise keep the pinned one until the transaction ends)."""
+    plpy.execute(plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, true)", ["text"]), [old])
 
 
 def subtransaction() -> Any:
