@@ -93,6 +93,22 @@ $$;
 COMMENT ON FUNCTION pg_mq_read_bin(text, integer, interval, interval) IS
 'As pg_mq_read, payload as bytea (UTF-8 of the text form unless the queue holds bytea).';
 
+-- Move messages that used up max_deliveries (and whose lease expired) to the
+-- queue's dead-letter queue. SECURITY DEFINER so that consumers need no rights
+-- on the dead-letter queue; executable by everyone because it only does what
+-- the next read of the queue would do anyway, with values taken from the queue.
+CREATE FUNCTION _pg_mq_dead_letter(in_channel text, msg_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.leases.dead_letter_due(in_channel, msg_ids)
+$python$;
+COMMENT ON FUNCTION _pg_mq_dead_letter(text, bigint[]) IS
+'Internal: move messages of queue in_channel (all, or msg_ids) that were read max_deliveries times and are not leased to its dead-letter queue; returns how many.';
+
 -- Acknowledge messages: delete them, or archive them when the queue retains.
 CREATE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
 RETURNS SETOF bigint

@@ -60,6 +60,21 @@ $$;
 COMMENT ON FUNCTION pg_mq_send_message(text, text, interval, integer, text, jsonb) IS
 'Send in_payload, given as text or an untyped literal and parsed as the queue''s type, to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
 
+-- Forget a dedup_key on messages sent before the queue's dedup_window, so a new
+-- message may take it. SECURITY DEFINER because senders may not update messages;
+-- executable by everyone because the window has already let the key go.
+CREATE FUNCTION _pg_mq_release_dedup(in_channel text, in_dedup_key text)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.messages.release_dedup(in_channel, in_dedup_key)
+$python$;
+COMMENT ON FUNCTION _pg_mq_release_dedup(text, text) IS
+'Internal: clear dedup_key on live messages of queue in_channel sent before its dedup_window; returns how many.';
+
 -- Python half of pg_mq_send_batch (in_type: the array's type).
 CREATE FUNCTION _pg_mq_send_batch(
     in_channel text, in_type oid, in_payloads text[], delay interval,

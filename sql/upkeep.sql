@@ -33,7 +33,14 @@ COMMENT ON FUNCTION pg_mq_stats(text) IS
 CREATE VIEW pg_mq_queues AS
 SELECT s.*
 FROM @extschema@.pg_mq_config_catalog AS c,
-    LATERAL @extschema@.pg_mq_stats(c.channel) AS s;
+    LATERAL @extschema@.pg_mq_stats(c.channel) AS s
+-- A queue whose table was dropped by hand is left out instead of failing the view.
+WHERE EXISTS (
+    SELECT FROM pg_catalog.pg_class AS k
+    WHERE
+        k.relname = c.table_name
+        AND k.relnamespace = (SELECT cc.relnamespace FROM pg_catalog.pg_class AS cc WHERE cc.oid = c.tableoid)
+);
 COMMENT ON VIEW pg_mq_queues IS 'pg_mq_stats of every queue.';
 
 -- Delete delivered rows past retention, in batches; returns how many.

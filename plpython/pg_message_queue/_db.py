@@ -1,17 +1,66 @@
 """The one place that talks to ``plpy``: plans, errors, quoting, the schema.
 
-Prepared plans are cached for the life of the backend, keyed by the SQL text
-(which already contains every identifier it depends on).
+Prepared plans are cached per backend, keyed by the SQL text (which already
+contains every identifier it depends on), at most ``MAX_PLANS`` of them: the
+least recently used go first, and :func:`forget` drops those of a dropped or
+changed queue at once.
+
+Every SQL function's generated prologue calls :func:`bind` the first time that
+function runs in a backend: a new extension (dropped and created again, perhaps
+in another schema) empties every cache registered with :func:`cache`.
 """
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from typing import Any, NoReturn
 
 import plpy  # provided by PL/Python inside the server
 
-_plans: dict[str, Any] = {}
+MAX_PLANS = 256
+_plans: OrderedDict[str, Any] = OrderedDict()
 _schema: list[str] = []
+_bound: dict[str, int] = {}  # extension name -> the pg_extension oid the caches belong to
+_caches: list[dict[Any, Any]] = []
+
+
+def cache(store: dict[Any, Any]) -> dict[Any, Any]:
+    """Register a module-level cache to be emptied when the extension changes."""
+    _caches.append(store)
+    return store
+
+
+def bind(extension: str) -> None:
+    """Called once per SQL function and backend: empty the caches when ``extension``
+    is not the installation they were filled for."""
+    rows = plpy.execute(
+        plpy.prepare(
+            "SELECT e.oid, pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1",
+            ["name"],
+        ),
+        [extension],
+    )
+    if not rows:
+        fail("55000", f"{extension} is not installed in this database")
+    oid = int(rows[0]["oid"])
+    if _bound.get(extension) == oid:
+        return
+    if extension in _bound:
+        reset()
+    _bound[extension] = oid
+    if extension == "pg_message_queue":
+        _schema[:] = [rows[0]["s"]]
+
+
+def reset() -> None:
+    """Forget every cached plan, schema and registered cache."""
+    _plans.clear()
+    _schema.clear()
+    _bound.clear()
+    for store in _caches:
+        store.clear()
 
 
 def plan(sql: str, types: tuple[str, ...] = ()) -> Any:
@@ -21,15 +70,28 @@ def plan(sql: str, types: tuple[str, ...] = ()) -> Any:
     if found is None:
         found = plpy.prepare(sql, list(types))
         _plans[key] = found
+        if len(_plans) > MAX_PLANS:
+            _plans.popitem(last=False)
+    else:
+        _plans.move_to_end(key)
     return found
+
+
+def forget(fragment: str) -> None:
+    """Drop the cached plans whose SQL mentions ``fragment`` (a dropped queue's table)."""
+    for key in [k for k in _plans if fragment in k]:
+        del _plans[key]
 
 
 def run(sql: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> Any:
     """Execute ``sql`` through its cached plan with ``args`` as parameters."""
-    return plpy.execute(plan(sql, types), list(args))
+    try:
+        return plpy.execute(plan(sql, types), list(args))
+    except plpy.SPIError as exc:
+        raise _clean(exc) from None
 
 
-_seconds: dict[str, float] = {}
+_seconds: dict[str, float] = cache({})
 
 
 def interval_seconds(value: str) -> float:
@@ -45,12 +107,34 @@ def interval_seconds(value: str) -> float:
 
 def ddl(sql: str) -> None:
     """Run a one-off statement (DDL is not worth a cached plan)."""
-    plpy.execute(sql)
+    try:
+        plpy.execute(sql)
+    except plpy.SPIError as exc:
+        raise _clean(exc) from None
 
 
 # PL/Python prefixes an error's message with its exception's class name (and
 # module, unless "builtins"): this class makes that prefix "pg_message_queue".
 Error = type("pg_message_queue", (plpy.Error,), {"__module__": "builtins"})
+
+
+# The same for errors of the statements we run: still an SPIError (callers catch
+# those), same SQLSTATE, detail and hint (spidata), but no "spiexceptions.X:" class
+# name in the message, and one prefix when an error passes through several of our
+# functions.
+QueryError = type("pg_message_queue", (plpy.SPIError,), {"__module__": "builtins"})
+_PREFIX = re.compile(r"^(?:(?:spiexceptions\.\w+|pg_message_queue|plpy\.\w+): )+")
+
+
+def _clean(exc: Any) -> Any:
+    if isinstance(exc, QueryError):
+        return exc
+    clean = QueryError(_PREFIX.sub("", message(exc)))
+    clean.sqlstate = getattr(exc, "sqlstate", None) or "XX000"
+    spidata = getattr(exc, "spidata", None)
+    if spidata is not None:
+        clean.spidata = spidata
+    return clean
 
 
 def fail(sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> NoReturn:
@@ -62,6 +146,11 @@ def fail(sqlstate: str, message: str, detail: str | None = None, hint: str | Non
     if hint is not None:
         exc.hint = hint
     raise exc
+
+
+def message(exc: BaseException) -> str:
+    """An error's own text, without the class names PL/Python prints before it."""
+    return _PREFIX.sub("", str(exc.args[0])) if exc.args else type(exc).__name__
 
 
 def warn(message: str, detail: str | None = None) -> None:

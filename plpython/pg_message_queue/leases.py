@@ -38,42 +38,54 @@ def _ids(msg_ids: list[int] | None) -> list[int]:
 
 def _dead_letter_overdue(queue: Queue) -> None:
     """Move ready messages already read max_deliveries times to the dead-letter queue."""
-    limit = queue.settings.get("max_deliveries")
-    if not limit:
-        return
+    if queue.settings.get("max_deliveries"):
+        _dead_letter(queue, None)
+
+
+def _dead_letter(queue: Queue, msg_ids: list[int] | None) -> None:
+    """Have the SECURITY DEFINER mover take what is due: consumers need no rights
+    on the dead-letter queue, so they can never write to it themselves."""
     try:
-        overdue = _db.run(
-            f"SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND waiting AND read_count >= $1"
-            " AND visible_at <= pg_catalog.clock_timestamp() FOR UPDATE SKIP LOCKED",
-            ("int4",),
-            (limit,),
-        )
-        if overdue:
-            dead_letter(queue, [r["msg_id"] for r in overdue], "max_deliveries")
+        with _db.subtransaction():
+            _db.run(f"SELECT {_db.schema()}._pg_mq_dead_letter($1, $2)", ("text", "int8[]"), (queue.channel, msg_ids))
     except (_db.SPIError, _db.Error) as exc:
-        # A broken dead-letter setup (queue gone, no privilege) must not stop the
-        # queue: the overdue messages stay where they are, and readers are told.
+        # A broken dead-letter setup (queue gone) must not stop the queue: the
+        # overdue messages stay where they are, and readers are told.
         if isinstance(exc, _db.SPIError) and _db.must_propagate(exc):
             raise
-        _db.warn(f'pg_message_queue: cannot dead-letter messages of queue "{queue.channel}": {exc}')
+        _db.warn(f'pg_message_queue: cannot dead-letter messages of queue "{queue.channel}": {_db.message(exc)}')
 
 
-def dead_letter(queue: Queue, msg_ids: list[int], reason: str) -> int:
-    """Move messages, keeping msg_id and adding their history to headers."""
+_DUE_LIMIT = 10000  # messages moved per call
+
+
+def dead_letter_due(channel: str | None, msg_ids: list[int] | None) -> int:
+    """SECURITY DEFINER: move the queue's messages that have used up max_deliveries and
+    whose lease has expired (all of them, or those of ``msg_ids``) to its dead-letter
+    queue, keeping msg_id and adding their history to headers. Returns how many.
+
+    Safe for anyone to call: it moves only what the next read would move anyway,
+    and takes every value from the queue itself.
+    """
+    queue = queues.get(channel)
+    limit = queue.settings.get("max_deliveries")
+    if not limit:
+        return 0
     dlq = queues.get(queue.settings.get("dead_letter_queue") or queues.default_dlq(queue.channel))
     moved = _db.run(
-        f"WITH gone AS (DELETE FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL"
-        " RETURNING *)"
+        f"WITH due AS (SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND waiting"
+        " AND read_count >= $1 AND visible_at <= pg_catalog.clock_timestamp()"
+        " AND ($2::int8[] IS NULL OR msg_id = ANY($2)) LIMIT $4 FOR UPDATE SKIP LOCKED),"
+        f" gone AS (DELETE FROM {queue.table} AS q USING due WHERE q.msg_id = due.msg_id RETURNING q.*)"
         f" INSERT INTO {dlq.table} (msg_id, sent_at, sent_by, priority, headers, payload)"
         " SELECT msg_id, sent_at, sent_by, priority,"
         " COALESCE(headers, '{}'::pg_catalog.jsonb) || pg_catalog.jsonb_build_object('x-dead-letter',"
-        " pg_catalog.jsonb_build_object('queue', $2::text, 'msg_id', msg_id, 'read_count', read_count,"
-        " 'sent_at', sent_at, 'dead_lettered_at', pg_catalog.clock_timestamp(), 'reason', $3::text)),"
+        " pg_catalog.jsonb_build_object('queue', $3::text, 'msg_id', msg_id, 'read_count', read_count,"
+        " 'sent_at', sent_at, 'dead_lettered_at', pg_catalog.clock_timestamp(), 'reason', 'max_deliveries')),"
         f" payload::{dlq.type_sql} FROM gone",
-        ("int8[]", "text", "text"),
-        (msg_ids, queue.channel, reason),
+        ("int4", "int8[]", "text", "int4"),
+        (limit, msg_ids, queue.channel, _DUE_LIMIT),
     )
-    # No RETURNING: a receiver may INSERT into the dead-letter queue, not read it.
     return int(moved.nrows())
 
 
@@ -136,14 +148,16 @@ def nack(channel: str | None, msg_ids: list[int] | None, delay: str | None) -> l
     _check_interval("delay", delay)
     limit = queue.settings.get("max_deliveries")
     if limit:
+        # End the lease of those that used up their deliveries (with the caller's
+        # rights, which proves it may consume them); the mover then takes them.
         spent = _db.run(
-            f"SELECT msg_id FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL"
-            " AND read_count >= $2 FOR UPDATE",
+            f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp(), waiting = true"
+            " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND read_count >= $2 RETURNING msg_id",
             ("int8[]", "int4"),
             (ids, limit),
         )
         if spent:
-            dead_letter(queue, [r["msg_id"] for r in spent], "max_deliveries")
+            _dead_letter(queue, [r["msg_id"] for r in spent])
     rows = _db.run(
         f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2,"
         " waiting = $2 > '0'::pg_catalog.interval"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _db, queues
-from .queues import BYTEA_OID, Queue
+from .queues import BYTEA_OID, DEDUP_LIVE, Queue
 
 TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type's input
 _SENT = "msg_id, sent_at, sent_by, visible_at"
@@ -24,7 +24,8 @@ _SENT = "msg_id, sent_at, sent_by, visible_at"
 # re-created or reconfigured queue is looked up again. (The guarded INSERT that
 # found a stale entry inserted nothing, but its statement trigger still fired:
 # listeners may see one extra notification after a queue changed.)
-_sending: dict[str, Queue] = {}
+_sending: dict[str, Queue] = _db.cache({})
+MAX_DEDUP_BYTES = 1024  # a btree entry holds at most ~2700 bytes; keys are ids, not documents
 
 
 def _type_problem(queue: Queue, type_oid: int) -> bool:
@@ -74,6 +75,8 @@ def send(
         if row is not None:
             return row
     queue = queues.get(channel)
+    if len(_sending) >= 1000:
+        _sending.clear()
     _sending[channel] = queue
     if _type_problem(queue, type_oid):
         _fail_type(queue, type_oid)
@@ -97,46 +100,88 @@ def _send(
     _check_options(priority, delay, headers)
     if not queue.settings.get("priority_ordering", True):
         priority = 0
-    if dedup_key is not None:
-        existing = _find_duplicate(queue, dedup_key)
-        if existing is not None:
-            existing.update(channel=queue.channel, deduplicated=True)
-            return existing
-    rows = _db.run(
+    insert = (
         f"INSERT INTO {queue.table} (payload, visible_at, waiting, priority, dedup_key, headers)"
         f" SELECT $1::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval),"
         " COALESCE($2 > '0'::pg_catalog.interval, false), $3, $4, $5"
         f" WHERE EXISTS (SELECT FROM {_db.schema()}.pg_mq_config_catalog"
         " WHERE channel = $6 AND xmin::text || ':' || ctid::text = $7)"
-        f" RETURNING {_SENT}, $6 AS channel, false AS deduplicated",
-        ("text", "interval", "int4", "text", "jsonb", "text", "text"),
-        (payload, delay, priority, dedup_key, headers, queue.channel, queue.version),
     )
-    return rows[0] if rows else None
+    args = (payload, delay, priority, dedup_key, headers, queue.channel, queue.version)
+    types = ("text", "interval", "int4", "text", "jsonb", "text", "text")
+    returning = f" RETURNING {_SENT}, $6 AS channel, false AS deduplicated"
+    if dedup_key is None:
+        rows = _db.run(insert + returning, types, args)
+        return rows[0] if rows else None
+    return _send_once(
+        queue, dedup_key, insert + f" ON CONFLICT (dedup_key) WHERE {DEDUP_LIVE} DO NOTHING" + returning, types, args
+    )
 
 
-def _find_duplicate(queue: Queue, dedup_key: str) -> dict[str, Any] | None:
-    """A not yet acknowledged message with ``dedup_key`` sent within the window.
+def _send_once(
+    queue: Queue, dedup_key: str, sql: str, types: tuple[str, ...], args: tuple[Any, ...]
+) -> dict[str, Any] | None:
+    """Insert unless a message with ``dedup_key`` is live (not yet acknowledged, sent
+    within the queue's dedup_window): then return that one, marked deduplicated.
 
-    The transaction-scoped advisory lock makes a second sender of the same key
-    wait until the first commits or rolls back, so two never both insert.
+    The queue's unique index on live keys decides: a second sender of the same key
+    waits for the first one's transaction. A live key older than the window is
+    released (its message stays, it just no longer deduplicates) and we try again.
     """
-    window = queue.settings.get("dedup_window", "1 hour")
-    _db.run(
-        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), pg_catalog.hashtext($2))",
-        ("text", "text"),
-        (queue.table, dedup_key),
-    )
-    rows = _db.run(
-        f"SELECT {_SENT} FROM {queue.table} WHERE dedup_key = $1 AND delivered_at IS NULL"
-        " AND sent_at > pg_catalog.now() - $2::pg_catalog.interval ORDER BY msg_id LIMIT 1",
-        ("text", "text"),
-        (dedup_key, window),
-    )
-    return dict(rows[0]) if rows else None
+    size = len(dedup_key.encode())
+    if size > MAX_DEDUP_BYTES:
+        _db.fail("22023", f'dedup_key for queue "{queue.channel}" is too long: {size} bytes, at most {MAX_DEDUP_BYTES}')
+    for _attempt in range(5):
+        rows = _db.run(sql, types, args)
+        if rows:
+            return rows[0]
+        live = _db.run(
+            f"SELECT {_SENT}, sent_at > pg_catalog.now() - $2::pg_catalog.interval AS fresh"
+            f" FROM {queue.table} WHERE dedup_key = $1 AND {DEDUP_LIVE}",
+            ("text", "text"),
+            (dedup_key, queue.settings.get("dedup_window", "1 hour")),
+        )
+        if not live:
+            if not _current(queue):
+                return None  # the queue changed under the cached entry: look it up again
+            continue  # the live one was acknowledged meanwhile
+        found = dict(live[0])
+        if found.pop("fresh"):
+            found.update(channel=queue.channel, deduplicated=True)
+            return found
+        _db.run(f"SELECT {_db.schema()}._pg_mq_release_dedup($1, $2)", ("text", "text"), (queue.channel, dedup_key))
+    _db.fail("40001", f'queue "{queue.channel}": dedup_key {dedup_key!r} keeps changing hands; send again')
 
 
-_elements: dict[int, int] = {}
+def _current(queue: Queue) -> bool:
+    """Whether the cached ``queue`` is still the catalog's row."""
+    return bool(
+        _db.run(
+            f"SELECT EXISTS (SELECT FROM {_db.schema()}.pg_mq_config_catalog"
+            " WHERE channel = $1 AND xmin::text || ':' || ctid::text = $2) AS ok",
+            ("text", "text"),
+            (queue.channel, queue.version),
+        )[0]["ok"]
+    )
+
+
+def release_dedup(channel: str | None, dedup_key: str | None) -> int:
+    """SECURITY DEFINER helper of sends: forget ``dedup_key`` on live messages sent
+    before the queue's dedup_window. Safe for anyone: the window already let it go."""
+    queue = queues.get(channel)
+    if dedup_key is None:
+        return 0
+    return int(
+        _db.run(
+            f"UPDATE {queue.table} SET dedup_key = NULL WHERE dedup_key = $1 AND {DEDUP_LIVE}"
+            " AND sent_at <= pg_catalog.now() - $2::pg_catalog.interval",
+            ("text", "text"),
+            (dedup_key, queue.settings.get("dedup_window", "1 hour")),
+        ).nrows()
+    )
+
+
+_elements: dict[int, int] = _db.cache({})
 
 
 def _element_type(array_oid: int) -> int:
@@ -229,10 +274,14 @@ def select_ready(queue: Queue) -> str:
     if group:
         # Only the oldest undelivered message of a group may go out, and only
         # while it is ready, so a group never has two messages in flight.
+        # A message sent with a delay joins its group's order when it is due, so a
+        # sender cannot hold a group back with a long delay.
         key = f"(headers ->> {_db.literal(group)})"
         where += (
             f" AND ({key} IS NULL OR msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"
-            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL ORDER BY {key}, msg_id))"
+            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL"
+            " AND NOT (waiting AND read_count = 0 AND visible_at > pg_catalog.clock_timestamp())"
+            f" ORDER BY {key}, msg_id))"
         )
     return (
         f"SELECT msg_id FROM {queue.table} WHERE {where} ORDER BY {ready_order(queue)} LIMIT $1 FOR UPDATE SKIP LOCKED"

@@ -16,6 +16,8 @@ DEFAULTS: dict[str, Any] = {
     "notify": True,  # NOTIFY "<channel>" per sending statement; off for polled queues
 }
 
+MAX_DELIVERIES = 2**31 - 1  # read_count is an integer
+
 BOOLEAN_KEYS = ("priority_ordering", "notify")
 
 INTERVAL_KEYS = ("retention", "dedup_window")
@@ -38,8 +40,10 @@ def parse(key: str | None, value: str | None) -> tuple[Any, Problem | None]:
     if value is None:
         return DEFAULTS[key], None
     if key == "max_deliveries":
-        if not re.fullmatch(r"\s*\d+\s*", value) or int(value) < 1:
-            return None, Problem("22023", f"max_deliveries must be a positive integer (got {value!r})")
+        if not re.fullmatch(r"\s*\d+\s*", value) or not 1 <= int(value) <= MAX_DELIVERIES:
+            return None, Problem(
+                "22023", f"max_deliveries must be an integer from 1 to {MAX_DELIVERIES} (got {value!r})"
+            )
         return int(value), None
     if key in BOOLEAN_KEYS:
         truth = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False}

@@ -13,6 +13,12 @@ _NOW = "pg_catalog.clock_timestamp()"
 def stats(channel: str | None) -> dict[str, Any]:
     """Depth, ready, in flight, delayed, retained, dead-lettered, oldest age, totals."""
     queue = queues.get(channel)
+    if not queues.table_exists(queue):
+        _db.fail(
+            "42P01",
+            f'queue "{queue.channel}" has lost its table {queue.table}',
+            hint="Drop the queue with pg_mq_drop_queue(channel, force => true) and create it again.",
+        )
     row = _db.run(
         "SELECT"
         " pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL) AS depth,"
@@ -83,6 +89,9 @@ def maintain(channel: str | None, batch_size: int | None) -> int:
     total = 0
     for name in _channels(channel):
         queue = queues.get(name)
+        if not queues.table_exists(queue):
+            _db.warn(f'pg_message_queue: queue "{queue.channel}" has no table {queue.table}; skipped')
+            continue
         while True:
             done = _expire_batch(queue, size)
             total += done
@@ -93,7 +102,14 @@ def maintain(channel: str | None, batch_size: int | None) -> int:
 
 def maintenance_loop(pause: str | None, runs: int | None, batch_size: int | None) -> None:
     """CALLed outside a transaction block: expire rows batch by batch, committing each."""
-    _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause
+    old_path = _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause
+    try:
+        _loop(pause, runs, batch_size)
+    finally:
+        _db.restore_search_path(old_path)
+
+
+def _loop(pause: str | None, runs: int | None, batch_size: int | None) -> None:
     size = _check_batch(batch_size)
     if pause is None:
         _db.fail("22004", "pause must not be NULL")
@@ -106,6 +122,8 @@ def maintenance_loop(pause: str | None, runs: int | None, batch_size: int | None
     while runs is None or done_runs < runs:
         for name in _channels(None):
             queue = queues.find(name)
+            if queue is not None and not queues.table_exists(queue):
+                queue = None
             while queue is not None and _expire_batch(queue, size) == size:
                 _db.commit()
             _db.commit()

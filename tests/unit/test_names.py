@@ -11,7 +11,20 @@ def test_null_empty_and_control_characters_are_refused():
     assert channel_problem("").sqlstate == "22023"
     problem = channel_problem("a\nb")
     assert problem.sqlstate == "22023"
-    assert "0x0a" in problem.message
+    assert "U+000A" in problem.message
+
+
+def test_c1_controls_separators_and_bidi_overrides_are_refused():
+    for name, code in [
+        ("a\u0085b", "U+0085"),
+        ("a\x9bb", "U+009B"),
+        ("a\u2028b", "U+2028"),
+        ("abc\u202egpj.exe", "U+202E"),
+    ]:
+        problem = channel_problem(name)
+        assert problem is not None and problem.sqlstate == "22023", name
+        assert code in problem.message
+    assert channel_problem("emoji \U0001f600 and zwj \u200d ok") is None
 
 
 def test_length_limit_counts_utf8_bytes_of_the_table_name():
