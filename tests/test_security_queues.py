@@ -354,3 +354,14 @@ def test_warnings_never_print_a_none_detail(db):
     db.execute("SELECT * FROM pg_mq_read('q', 1)")
     assert seen and all(detail != "None" for _s, _m, detail in seen), seen
     assert all("spiexceptions" not in message for _s, message, _d in seen), seen
+
+
+def test_move_keeps_dedup_keys_unless_the_target_already_holds_one(db):
+    for q in ("a", "b"):
+        db.execute("SELECT pg_mq_create_queue(%s, 'text')", (q,))
+    db.execute("SELECT pg_mq_send_message('a', 'one'::text, dedup_key => 'k1')")
+    db.execute("SELECT pg_mq_send_message('a', 'two'::text, dedup_key => 'k2')")
+    db.execute("SELECT pg_mq_send_message('b', 'live'::text, dedup_key => 'k2')")
+    assert db.execute("SELECT pg_mq_move('a', 'b')").fetchone()[0] == 2
+    rows = db.execute("SELECT payload, dedup_key FROM pg_mq_queue_b ORDER BY msg_id").fetchall()
+    assert rows == [("one", "k1"), ("two", None), ("live", "k2")]

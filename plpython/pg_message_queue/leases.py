@@ -231,7 +231,10 @@ def move(source: str | None, target: str | None, n: int | None, msg_ids: list[in
         f"WITH picked AS ({picked}),"
         f" gone AS (DELETE FROM {src.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
         f" INSERT INTO {dst.table} (msg_id, sent_at, sent_by, priority, dedup_key, headers, payload)"
-        " SELECT msg_id, sent_at, sent_by, priority, dedup_key, headers, payload FROM gone",
+        # A key already live in the target stays with that message (one live message per key).
+        " SELECT msg_id, sent_at, sent_by, priority,"
+        f" CASE WHEN EXISTS (SELECT FROM {dst.table} AS t WHERE t.dedup_key = gone.dedup_key"
+        " AND t.delivered_at IS NULL) THEN NULL ELSE dedup_key END, headers, payload FROM gone",
         ("int8[]", "int8"),
         (msg_ids, n),
     )
