@@ -10,12 +10,14 @@ PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_conf
 # Where the Python package lives, one folder per version (see DESIGN.md).
 PYLIBDIR   ?= /usr/local/lib/$(EXTENSION)
 SERVER_PY  ?= /usr/bin/python3
-SCRIPT      = build/$(EXTENSION)--$(EXT_VERSION).sql
-DATA_built  = $(SCRIPT)
+# The install script and one upgrade script per earlier release (sql/releases.json),
+# built from sql/head.sql, sql/incremental/ (run once) and sql/idempotent/ (re-run).
+BUILD_SQL   = python3 tools/build_sql.py --extension $(EXTENSION) --version $(EXT_VERSION) \
+              --libdir $(PYLIBDIR)/$(EXT_VERSION) --parts sql --out build
+SCRIPTS     = $(addprefix build/,$(shell $(BUILD_SQL) --list))
+DATA_built  = $(SCRIPTS)
 EXTRA_CLEAN = build
-
-# Fixed order: declarations before the functions that use them, grants last.
-SQL_PARTS   = sql/catalog.sql sql/queues.sql sql/messages.sql sql/leases.sql sql/upkeep.sql sql/amqp.sql sql/grants.sql
+SQL_PARTS   = sql/head.sql sql/releases.json $(wildcard sql/incremental/*.sql sql/idempotent/*.sql)
 
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV        = .venv
@@ -32,10 +34,23 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python run stop test lint bench unit
+.PHONY: deps venv install-python install-prior run stop test lint bench unit
 
-$(SCRIPT): tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
-	python3 tools/build_sql.py $(EXT_VERSION) $(PYLIBDIR)/$(EXT_VERSION) $@ $(SQL_PARTS)
+$(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
+	$(BUILD_SQL)
+
+# Earlier releases' install scripts and Python packages, from git history, so the
+# upgrade tests can install a release and update it (never the control file).
+install-prior:
+	@python3 -c 'import json; print("\n".join(json.load(open("sql/releases.json"))["$(EXTENSION)"]))' | \
+	while read v; do \
+	    c=$$(python3 -c "import json; print(json.load(open('sql/releases.json'))['$(EXTENSION)']['$$v']['commit'])"); \
+	    d=build/prior/$$v; rm -rf $$d; mkdir -p $$d; \
+	    git archive $$c | tar -x -C $$d || { echo "install-prior: commit $$c of release $$v is not in this clone's history" >&2; exit 1; }; \
+	    $(MAKE) --no-print-directory -s -C $$d build/$(EXTENSION)--$$v.sql PYLIBDIR=$(PYLIBDIR) && \
+	    $(SUDO) $(MAKE) --no-print-directory -s -C $$d install-python PYLIBDIR=$(PYLIBDIR) && \
+	    $(SUDO) install -m 644 $$d/build/$(EXTENSION)--$$v.sql $(DESTDIR)$(datadir)/extension/ || exit 1; \
+	done
 
 # The package and its pinned server-side dependencies, for the server's Python.
 install: install-python
@@ -84,6 +99,7 @@ unit: venv
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory install-prior
 	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -188,8 +188,8 @@ def test_recreating_the_extension_in_another_schema_keeps_open_sessions_working(
     db.execute("SELECT pg_mq_create_queue('q', 'text')")
     db.execute("SELECT pg_mq_send_message('q', 'before'::text)")
     assert db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 1)").fetchall() == [("before",)]
-    db.execute("DROP EXTENSION pg_message_queue CASCADE")
-    db.execute("DROP TABLE IF EXISTS pg_mq_queue_q")
+    db.execute("SELECT pg_mq_drop_queue('q')")
+    db.execute("DROP EXTENSION pg_message_queue")
     db.execute("CREATE SCHEMA mq2")
     db.execute("CREATE EXTENSION pg_message_queue SCHEMA mq2")
     db.execute("SELECT mq2.pg_mq_create_queue('q', 'text')")

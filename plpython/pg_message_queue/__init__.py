@@ -1,10 +1,23 @@
 """pg_message_queue: the Python side of the extension.
 
-Everything here runs inside a PostgreSQL backend under PL/Python. The SQL
-functions in ``sql/`` are thin: a generated prologue that imports this package
-(see ``tools/build_sql.py``) and one call into a module below.
+The SQL functions in ``sql/`` are thin: a generated prologue that imports this
+package (see ``tools/build_sql.py``) and one call into a module below. Modules
+that run in the server reach ``plpy`` through ``_db``; they are imported on
+first use, so importing the package outside the server (a client-side command,
+unit tests) needs no ``plpy``.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from . import amqp, leases, messages, queues, upkeep  # noqa: F401  (used by the SQL bodies)
+import importlib
+from typing import Any
+
+__version__ = "1.0.0"
+
+_MODULES = ("_db", "amqp", "amqp_link", "leases", "messages", "names", "queues", "settings", "upkeep")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

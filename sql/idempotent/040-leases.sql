@@ -1,31 +1,9 @@
 -- Lease-based consumption (visibility timeouts, ack, nack, extend, pop, move)
 -- and per-queue settings. Consumers run with their own rights.
 
--- What pg_mq_read / pg_mq_pop return.
-CREATE TYPE pg_mq_leased AS (
-    msg_id bigint,
-    read_count integer,
-    enqueued_at timestamptz,
-    visible_at timestamptz,
-    priority integer,
-    headers jsonb,
-    payload text
-);
-
--- What pg_mq_read_bin / pg_mq_pop_bin return.
-CREATE TYPE pg_mq_leased_bin AS (
-    msg_id bigint,
-    read_count integer,
-    enqueued_at timestamptz,
-    visible_at timestamptz,
-    priority integer,
-    headers jsonb,
-    payload bytea
-);
-
 -- Python half of pg_mq_read: checks the call, dead-letters what is due, and
 -- returns the SQL that leases ($1 = n, $2 = visibility timeout).
-CREATE FUNCTION _pg_mq_read_sql(
+CREATE OR REPLACE FUNCTION _pg_mq_read_sql(
     in_channel text, n integer, visibility_timeout interval, wait interval, in_as_text boolean
 )
 RETURNS text
@@ -40,7 +18,7 @@ COMMENT ON FUNCTION _pg_mq_read_sql(text, integer, interval, interval, boolean) 
 
 -- Lease up to n ready messages for visibility_timeout; wait long-polls
 -- (polling every 10 ms, backing off to 100 ms).
-CREATE FUNCTION pg_mq_read(
+CREATE OR REPLACE FUNCTION pg_mq_read(
     in_channel text,
     n integer DEFAULT 1,
     visibility_timeout interval DEFAULT '30 seconds',
@@ -67,7 +45,7 @@ COMMENT ON FUNCTION pg_mq_read(text, integer, interval, interval) IS
 'Lease up to n ready messages of queue in_channel (priority, then oldest first), hidden from others for visibility_timeout; read_count counts deliveries. wait => interval long-polls until a message is ready. Payload as text.';
 
 -- pg_mq_read with the payload as bytea (any queue, bytea queues included).
-CREATE FUNCTION pg_mq_read_bin(
+CREATE OR REPLACE FUNCTION pg_mq_read_bin(
     in_channel text,
     n integer DEFAULT 1,
     visibility_timeout interval DEFAULT '30 seconds',
@@ -97,7 +75,7 @@ COMMENT ON FUNCTION pg_mq_read_bin(text, integer, interval, interval) IS
 -- queue's dead-letter queue. SECURITY DEFINER so that consumers need no rights
 -- on the dead-letter queue; executable by everyone because it only does what
 -- the next read of the queue would do anyway, with values taken from the queue.
-CREATE FUNCTION _pg_mq_dead_letter(in_channel text, msg_ids bigint[] DEFAULT NULL)
+CREATE OR REPLACE FUNCTION _pg_mq_dead_letter(in_channel text, msg_ids bigint[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -110,7 +88,7 @@ COMMENT ON FUNCTION _pg_mq_dead_letter(text, bigint[]) IS
 'Internal: move messages of queue in_channel (all, or msg_ids) that were read max_deliveries times and are not leased to its dead-letter queue; returns how many.';
 
 -- Acknowledge messages: delete them, or archive them when the queue retains.
-CREATE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
+CREATE OR REPLACE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -122,7 +100,7 @@ COMMENT ON FUNCTION pg_mq_ack(text, bigint[]) IS
 'Acknowledge msg_ids of queue in_channel: deleted, or kept as delivered while the queue''s retention lasts. Returns the ids acknowledged; unknown or already acknowledged ids are skipped.';
 
 -- Give leased messages back, visible again after delay.
-CREATE FUNCTION pg_mq_nack(in_channel text, msg_ids bigint[], delay interval DEFAULT '0')
+CREATE OR REPLACE FUNCTION pg_mq_nack(in_channel text, msg_ids bigint[], delay interval DEFAULT '0')
 RETURNS SETOF bigint
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -134,7 +112,7 @@ COMMENT ON FUNCTION pg_mq_nack(text, bigint[], interval) IS
 'Return msg_ids of queue in_channel to the queue, visible again after delay. Messages already read max_deliveries times go to the dead-letter queue instead. Returns the ids given back.';
 
 -- Keep a lease longer.
-CREATE FUNCTION pg_mq_extend(in_channel text, msg_ids bigint[], visibility_timeout interval)
+CREATE OR REPLACE FUNCTION pg_mq_extend(in_channel text, msg_ids bigint[], visibility_timeout interval)
 RETURNS SETOF bigint
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -146,7 +124,7 @@ COMMENT ON FUNCTION pg_mq_extend(text, bigint[], interval) IS
 'Extend the lease of in-flight msg_ids of queue in_channel to now + visibility_timeout. Returns the ids extended (expired leases are not revived).';
 
 -- Python half of pg_mq_pop: checks the call and returns the SQL ($1 = n).
-CREATE FUNCTION _pg_mq_pop_sql(in_channel text, n integer, in_as_text boolean)
+CREATE OR REPLACE FUNCTION _pg_mq_pop_sql(in_channel text, n integer, in_as_text boolean)
 RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -158,7 +136,7 @@ COMMENT ON FUNCTION _pg_mq_pop_sql(text, integer, boolean) IS
 'Internal: checks a pg_mq_pop call and returns the SQL that runs it.';
 
 -- Read and acknowledge at once.
-CREATE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
+CREATE OR REPLACE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
 RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -171,7 +149,7 @@ COMMENT ON FUNCTION pg_mq_pop(text, integer) IS
 'Take up to n ready messages of queue in_channel and acknowledge them in the same statement (at-most-once; a rollback returns them). Payload as text.';
 
 -- pg_mq_pop with the payload as bytea.
-CREATE FUNCTION pg_mq_pop_bin(in_channel text, n integer DEFAULT 1)
+CREATE OR REPLACE FUNCTION pg_mq_pop_bin(in_channel text, n integer DEFAULT 1)
 RETURNS SETOF @extschema@.pg_mq_leased_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -184,7 +162,7 @@ COMMENT ON FUNCTION pg_mq_pop_bin(text, integer) IS
 'As pg_mq_pop, payload as bytea.';
 
 -- Move undelivered messages between queues of one payload type (DLQ replay).
-CREATE FUNCTION pg_mq_move(
+CREATE OR REPLACE FUNCTION pg_mq_move(
     in_source text, in_target text, n integer DEFAULT NULL, msg_ids bigint[] DEFAULT NULL
 )
 RETURNS bigint
@@ -198,7 +176,7 @@ COMMENT ON FUNCTION pg_mq_move(text, text, integer, bigint[]) IS
 'Move undelivered messages (all, the oldest n, or msg_ids) from queue in_source to in_target, keeping msg_id, headers and payload, ready at once with read_count 0. Returns how many moved.';
 
 -- Change one setting of a queue.
-CREATE FUNCTION pg_mq_set_queue_config(in_channel text, in_key text, in_value text)
+CREATE OR REPLACE FUNCTION pg_mq_set_queue_config(in_channel text, in_key text, in_value text)
 RETURNS jsonb
 LANGUAGE plpython3u
 SECURITY DEFINER

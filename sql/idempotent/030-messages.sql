@@ -2,7 +2,7 @@
 -- the caller's rights: the queue table's privileges decide who may do what.
 
 -- Python half of pg_mq_send_message: the payload arrives as text with its type.
-CREATE FUNCTION _pg_mq_send(
+CREATE OR REPLACE FUNCTION _pg_mq_send(
     in_channel text, in_type oid, in_payload text, delay interval,
     priority integer, dedup_key text, headers jsonb
 )
@@ -20,7 +20,7 @@ COMMENT ON FUNCTION _pg_mq_send(text, oid, text, interval, integer, text, jsonb)
 -- (higher first), dedup_key (returns the live duplicate instead), headers.
 -- One expression, no SET clause, every name qualified: PostgreSQL inlines it
 -- into the caller's query instead of planning it on every call.
-CREATE FUNCTION pg_mq_send_message(
+CREATE OR REPLACE FUNCTION pg_mq_send_message(
     in_channel text,
     in_payload anyelement,
     delay interval DEFAULT NULL,
@@ -41,7 +41,7 @@ COMMENT ON FUNCTION pg_mq_send_message(text, anyelement, interval, integer, text
 
 -- The same for text and untyped literals ('...', or a client's untyped
 -- parameter), which a polymorphic argument alone would refuse.
-CREATE FUNCTION pg_mq_send_message(
+CREATE OR REPLACE FUNCTION pg_mq_send_message(
     in_channel text,
     in_payload text,
     delay interval DEFAULT NULL,
@@ -63,7 +63,7 @@ COMMENT ON FUNCTION pg_mq_send_message(text, text, interval, integer, text, json
 -- Forget a dedup_key on messages sent before the queue's dedup_window, so a new
 -- message may take it. SECURITY DEFINER because senders may not update messages;
 -- executable by everyone because the window has already let the key go.
-CREATE FUNCTION _pg_mq_release_dedup(in_channel text, in_dedup_key text)
+CREATE OR REPLACE FUNCTION _pg_mq_release_dedup(in_channel text, in_dedup_key text)
 RETURNS bigint
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -76,7 +76,7 @@ COMMENT ON FUNCTION _pg_mq_release_dedup(text, text) IS
 'Internal: clear dedup_key on live messages of queue in_channel sent before its dedup_window; returns how many.';
 
 -- Python half of pg_mq_send_batch (in_type: the array's type).
-CREATE FUNCTION _pg_mq_send_batch(
+CREATE OR REPLACE FUNCTION _pg_mq_send_batch(
     in_channel text, in_type oid, in_payloads text[], delay interval,
     priority integer, headers jsonb
 )
@@ -91,7 +91,7 @@ COMMENT ON FUNCTION _pg_mq_send_batch(text, oid, text[], interval, integer, json
 'Internal: the Python half of pg_mq_send_batch.';
 
 -- Send many messages in one statement; returns their msg_ids in input order.
-CREATE FUNCTION pg_mq_send_batch(
+CREATE OR REPLACE FUNCTION pg_mq_send_batch(
     in_channel text,
     in_payloads anyarray,
     delay interval DEFAULT NULL,
@@ -113,7 +113,7 @@ COMMENT ON FUNCTION pg_mq_send_batch(text, anyarray, interval, integer, jsonb) I
 -- Python half of the receive functions: checks the call and returns the SQL
 -- that claims the messages ($1 = how many); PL/pgSQL runs it, so the rows go to
 -- the client without becoming Python objects.
-CREATE FUNCTION _pg_mq_get_sql(in_channel text, in_num_msgs integer, in_as_text boolean)
+CREATE OR REPLACE FUNCTION _pg_mq_get_sql(in_channel text, in_num_msgs integer, in_as_text boolean)
 RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -125,7 +125,7 @@ COMMENT ON FUNCTION _pg_mq_get_sql(text, integer, boolean) IS
 'Internal: checks a pg_mq_get_msg_* call and returns the SQL that runs it.';
 
 -- Claim the in_num_msgs oldest ready messages, payload as text.
-CREATE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs integer)
+CREATE OR REPLACE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs integer)
 RETURNS SETOF @extschema@.pg_mq_msg_text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -138,7 +138,7 @@ COMMENT ON FUNCTION pg_mq_get_msg_text(name, integer) IS
 'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. Not for bytea queues.';
 
 -- Claim the in_num_msgs oldest ready messages, payload as bytea.
-CREATE FUNCTION pg_mq_get_msg_bin(in_channel name, in_num_msgs integer)
+CREATE OR REPLACE FUNCTION pg_mq_get_msg_bin(in_channel name, in_num_msgs integer)
 RETURNS SETOF @extschema@.pg_mq_msg_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -151,7 +151,7 @@ COMMENT ON FUNCTION pg_mq_get_msg_bin(name, integer) IS
 'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as bytea: UTF-8 of its text form unless the queue holds bytea) and mark them delivered in this transaction.';
 
 -- One message by id, payload as text; marks it delivered.
-CREATE FUNCTION pg_mq_get_msg_id_text(in_channel name, in_msg_id bigint)
+CREATE OR REPLACE FUNCTION pg_mq_get_msg_id_text(in_channel name, in_msg_id bigint)
 RETURNS SETOF @extschema@.pg_mq_msg_text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -163,7 +163,7 @@ COMMENT ON FUNCTION pg_mq_get_msg_id_text(name, bigint) IS
 'Return message in_msg_id of queue in_channel (payload as text), delivered or not (was_delivered tells), and mark it delivered. No row if there is no such message.';
 
 -- One message by id, payload as bytea; marks it delivered.
-CREATE FUNCTION pg_mq_get_msg_id_bin(in_channel name, in_msg_id bigint)
+CREATE OR REPLACE FUNCTION pg_mq_get_msg_id_bin(in_channel name, in_msg_id bigint)
 RETURNS SETOF @extschema@.pg_mq_msg_bin
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp

@@ -2,7 +2,7 @@
 -- PUBLIC; see grants.sql) can manage queues without owning the tables.
 
 -- Create a queue for payloads of any type; returns its catalog row.
-CREATE FUNCTION pg_mq_create_queue(in_channel text, in_payload_type text)
+CREATE OR REPLACE FUNCTION pg_mq_create_queue(in_channel text, in_payload_type text)
 RETURNS @extschema@.pg_mq_config_catalog
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -15,7 +15,7 @@ COMMENT ON FUNCTION pg_mq_create_queue(text, text) IS
 'Create queue in_channel (table pg_mq_queue_<channel>, NOTIFY "<channel>" on insert) holding payloads of type in_payload_type; returns its catalog row.';
 
 -- Drop a queue; one with undelivered messages needs force => true.
-CREATE FUNCTION pg_mq_drop_queue(in_channel text, force boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION pg_mq_drop_queue(in_channel text, force boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -28,7 +28,7 @@ COMMENT ON FUNCTION pg_mq_drop_queue(text, boolean) IS
 'Drop queue in_channel with its table. Refuses (55006) while undelivered messages remain unless force => true.';
 
 -- Delete all messages of a queue; returns how many.
-CREATE FUNCTION pg_mq_purge_queue(in_channel text)
+CREATE OR REPLACE FUNCTION pg_mq_purge_queue(in_channel text)
 RETURNS bigint
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -41,7 +41,7 @@ COMMENT ON FUNCTION pg_mq_purge_queue(text) IS
 'Delete every message (delivered or not) of queue in_channel; returns the number deleted.';
 
 -- Recreate the notify triggers of all queues (after a restore); returns how many.
-CREATE FUNCTION pg_mq_rebuild_triggers()
+CREATE OR REPLACE FUNCTION pg_mq_rebuild_triggers()
 RETURNS integer
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -54,7 +54,7 @@ COMMENT ON FUNCTION pg_mq_rebuild_triggers() IS
 'Recreate the NOTIFY trigger of every queue in the catalog (run after a restore); returns how many were rebuilt.';
 
 -- Let a role send to ('send'), receive from ('receive') or both ('all').
-CREATE FUNCTION pg_mq_grant(in_channel text, in_role name, in_privilege text DEFAULT 'all')
+CREATE OR REPLACE FUNCTION pg_mq_grant(in_channel text, in_role name, in_privilege text DEFAULT 'all')
 RETURNS boolean
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -67,7 +67,7 @@ COMMENT ON FUNCTION pg_mq_grant(text, name, text) IS
 'Grant in_role the table privileges to send (''send''), receive (''receive'') or both (''all'') on queue in_channel.';
 
 -- Take back what pg_mq_grant gave.
-CREATE FUNCTION pg_mq_revoke(in_channel text, in_role name, in_privilege text DEFAULT 'all')
+CREATE OR REPLACE FUNCTION pg_mq_revoke(in_channel text, in_role name, in_privilege text DEFAULT 'all')
 RETURNS boolean
 LANGUAGE plpython3u
 SECURITY DEFINER

@@ -4,71 +4,13 @@
 -- at commit with publisher confirms; what could not be confirmed stays in the
 -- outbox and commits, for amqp.flush() / CALL amqp.relay() to deliver later.
 
-CREATE SCHEMA amqp;
-COMMENT ON SCHEMA amqp IS
-'AMQP publishing on commit (pg_amqp''s API). GRANT USAGE on it to the roles that may publish.';
-
--- pg_amqp's table, column for column; several rows with one broker_id are
--- failover hosts, tried in failover_order. The columns after password are ours.
-CREATE TABLE amqp.broker (
-    broker_id serial NOT NULL,
-    host text NOT NULL,
-    port integer NOT NULL DEFAULT 5672,
-    vhost text,
-    username text,
-    password text,
-    tls boolean NOT NULL DEFAULT false,
-    tls_ca_file text,
-    heartbeat integer NOT NULL DEFAULT 30 CHECK (heartbeat >= 0),
-    connect_timeout double precision NOT NULL DEFAULT 3 CHECK (connect_timeout > 0),
-    confirm_timeout double precision NOT NULL DEFAULT 10 CHECK (confirm_timeout > 0),
-    strict boolean NOT NULL DEFAULT false,
-    mandatory boolean NOT NULL DEFAULT false,
-    failover_order integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (broker_id, host, port)
-);
-SELECT pg_catalog.pg_extension_config_dump('amqp.broker', '');
-SELECT pg_catalog.pg_extension_config_dump('amqp.broker_broker_id_seq', '');
-COMMENT ON TABLE amqp.broker IS
-'AMQP brokers (pg_amqp''s columns plus tls, heartbeat, timeouts, strict, mandatory, failover_order). Rows sharing a broker_id are failover hosts. password is readable by the extension owner only.';
-
--- Messages published but not yet confirmed by the broker. Rows of a committing
--- transaction normally live only until its commit-time trigger has sent them.
-CREATE TABLE amqp.outbox (
-    id bigserial PRIMARY KEY,
-    broker_id integer NOT NULL,
-    exchange text NOT NULL,
-    routing_key text NOT NULL,
-    message text NOT NULL,
-    delivery_mode smallint,
-    content_type text,
-    reply_to text,
-    correlation_id text,
-    headers jsonb,
-    message_id text NOT NULL,
-    expiration text,
-    priority smallint,
-    mandatory boolean NOT NULL DEFAULT false,
-    strict boolean NOT NULL DEFAULT false,
-    txid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    attempts integer NOT NULL DEFAULT 0,
-    failed boolean NOT NULL DEFAULT false,
-    last_error text,
-    last_attempt_at timestamptz
-);
-SELECT pg_catalog.pg_extension_config_dump('amqp.outbox', '');
-SELECT pg_catalog.pg_extension_config_dump('amqp.outbox_id_seq', '');
-COMMENT ON TABLE amqp.outbox IS
-'Messages not yet confirmed by their broker, in publish order (id). failed = returned, nacked or refused by the broker: the relay skips them until amqp.retry_failed().';
-
 -- The commit hook. Only the first row a transaction inserts queues a trigger
 -- event (the trigger's WHEN arms a transaction-local setting; see below); at
 -- commit that event sends every row of the transaction from its id on, records
 -- how far it got (a later event, e.g. of rows inserted without the WHEN, returns
 -- at once) and disarms, so rows inserted after it (SET CONSTRAINTS ... IMMEDIATE)
 -- queue an event of their own.
-CREATE FUNCTION amqp._outbox_on_commit()
+CREATE OR REPLACE FUNCTION amqp._outbox_on_commit()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -87,26 +29,9 @@ $$;
 COMMENT ON FUNCTION amqp._outbox_on_commit() IS
 'Internal: deferred constraint trigger of amqp.outbox; the first firing at commit sends the transaction''s messages.';
 
--- One event per transaction instead of one per message: the WHEN is true for the
--- first non-strict row only, and arms pg_message_queue.amqp_armed (SET LOCAL
--- semantics: a rollback to a savepoint that covered that row disarms it again,
--- together with the row and its event). CASE fixes the evaluation order.
-CREATE CONSTRAINT TRIGGER outbox_on_commit
-AFTER INSERT ON amqp.outbox
-DEFERRABLE INITIALLY DEFERRED
-FOR EACH ROW
-WHEN (
-    CASE
-        WHEN new.strict THEN false
-        WHEN pg_catalog.current_setting('pg_message_queue.amqp_armed', true) = 'on' THEN false
-        ELSE pg_catalog.set_config('pg_message_queue.amqp_armed', 'on', true) = 'on'
-    END
-)
-EXECUTE FUNCTION amqp._outbox_on_commit();
-
 -- Python half of the commit hook: send rows id >= first_id of this transaction,
 -- delete the confirmed ones, keep the rest with a WARNING. Returns the last id seen.
-CREATE FUNCTION amqp._send_transaction(first_id bigint)
+CREATE OR REPLACE FUNCTION amqp._send_transaction(first_id bigint)
 RETURNS bigint
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -120,7 +45,7 @@ COMMENT ON FUNCTION amqp._send_transaction(bigint) IS
 
 -- Queue a message for publication when the calling transaction commits.
 -- PL/pgSQL rather than PL/Python: it runs once per message and only inserts.
-CREATE FUNCTION amqp.publish(
+CREATE OR REPLACE FUNCTION amqp.publish(
     broker_id integer,
     exchange varchar,
     routing_key varchar,
@@ -193,7 +118,7 @@ COMMENT ON FUNCTION amqp.publish(integer, varchar, varchar, varchar, integer, va
 'Publish message to exchange with routing_key on broker broker_id if, and only if, the calling transaction commits (confirmed by the broker at commit; kept in amqp.outbox with a WARNING when it cannot be, for amqp.relay). Optional: delivery_mode (1 transient, 2 persistent), content_type, reply_to, correlation_id, headers, message_id (default a UUID), expiration (ms), priority, mandatory. Every message carries header x-pg-txid. Returns true.';
 
 -- Argument checks shared by publish and autonomous_publish.
-CREATE FUNCTION amqp._check_message(
+CREATE OR REPLACE FUNCTION amqp._check_message(
     broker_id integer, exchange varchar, routing_key varchar, message varchar,
     delivery_mode integer, priority integer, expiration varchar, headers jsonb
 )
@@ -236,7 +161,7 @@ COMMENT ON FUNCTION amqp._check_message(integer, varchar, varchar, varchar, inte
 'Internal: argument checks of amqp.publish and amqp.autonomous_publish.';
 
 -- Publish at once, whatever the calling transaction does later.
-CREATE FUNCTION amqp.autonomous_publish(
+CREATE OR REPLACE FUNCTION amqp.autonomous_publish(
     broker_id integer,
     exchange varchar,
     routing_key varchar,
@@ -266,7 +191,7 @@ COMMENT ON FUNCTION amqp.autonomous_publish(integer, varchar, varchar, varchar, 
 'Publish a message now and wait for the broker''s confirm, whatever the calling transaction does later. Same arguments as amqp.publish. Returns true, or raises an error (broker unreachable, refused, unroutable with mandatory).';
 
 -- pg_amqp's exchange_declare.
-CREATE FUNCTION amqp.exchange_declare(
+CREATE OR REPLACE FUNCTION amqp.exchange_declare(
     broker_id integer,
     exchange varchar,
     exchange_type varchar,
@@ -286,7 +211,7 @@ COMMENT ON FUNCTION amqp.exchange_declare(integer, varchar, varchar, boolean, bo
 'Declare exchange (broker_id, exchange, exchange_type, passive, durable, auto_delete) at once. passive only checks that it exists. Returns true or raises an error naming the problem.';
 
 -- pg_amqp's disconnect.
-CREATE FUNCTION amqp.disconnect(broker_id integer)
+CREATE OR REPLACE FUNCTION amqp.disconnect(broker_id integer)
 RETURNS void
 LANGUAGE plpython3u
 STRICT
@@ -299,7 +224,7 @@ COMMENT ON FUNCTION amqp.disconnect(integer) IS
 'Close this session''s cached connection to broker broker_id, if any. The next publish reconnects.';
 
 -- Deliver kept messages once, in order; the deletions commit with the caller.
-CREATE FUNCTION amqp.flush(
+CREATE OR REPLACE FUNCTION amqp.flush(
     broker_id integer DEFAULT null,
     max_messages integer DEFAULT 10000,
     quiet boolean DEFAULT false
@@ -316,7 +241,7 @@ COMMENT ON FUNCTION amqp.flush(integer, integer, boolean) IS
 'Publish up to max_messages committed messages kept in amqp.outbox (of broker_id, or all brokers), oldest first, deleting each after its confirm. Returns how many were delivered; WARNING (unless quiet) when some could not be.';
 
 -- Make failed (returned, nacked, refused) messages eligible for delivery again.
-CREATE FUNCTION amqp.retry_failed(broker_id integer DEFAULT null)
+CREATE OR REPLACE FUNCTION amqp.retry_failed(broker_id integer DEFAULT null)
 RETURNS bigint
 LANGUAGE sql
 SECURITY DEFINER
@@ -335,7 +260,7 @@ COMMENT ON FUNCTION amqp.retry_failed(integer) IS
 -- The relay: flush, COMMIT, repeat; sleeps poll_interval when there is nothing
 -- to do (or the broker is down). No SECURITY DEFINER and no SET clause: both
 -- forbid COMMIT in a procedure; it only calls amqp.flush.
-CREATE PROCEDURE amqp.relay(
+CREATE OR REPLACE PROCEDURE amqp.relay(
     broker_id integer DEFAULT null,
     batch_size integer DEFAULT 1000,
     poll_interval double precision DEFAULT 1,
@@ -351,7 +276,7 @@ COMMENT ON PROCEDURE amqp.relay (integer, integer, double precision, interval, b
 'Deliver messages kept in amqp.outbox, in order, committing after every batch; runs until cancelled, for run_for, or (exit_when_empty) until the outbox is empty. For psql, cron or a systemd unit.';
 
 -- Outbox depth, oldest kept message and last error, per broker.
-CREATE VIEW amqp.status AS
+CREATE OR REPLACE VIEW amqp.status AS
 WITH ids AS (
     SELECT b.broker_id FROM amqp.broker AS b
     UNION

@@ -1,5 +1,5 @@
--- Shared objects of the queue side: the id sequence, the catalog, result types,
--- and the statement-level trigger that wakes listeners.
+-- Released in 0.1.0: never edit. The shared id sequence, the catalog, and the
+-- result types of the original API.
 
 -- All queues draw msg_id from one sequence, as in the original.
 CREATE SEQUENCE pg_mq_msg_id_seq;
@@ -45,23 +45,3 @@ CREATE TYPE pg_mq_msg_bin AS (
     was_delivered boolean,
     payload bytea
 );
-
--- Statement-level AFTER INSERT trigger on every queue table: one NOTIFY per
--- inserting statement. Arguments: the channel, the msg_id sequence. The payload
--- is the newest msg_id allocated so far (at least every id the statement
--- inserted). PL/pgSQL rather than PL/Python, and no transition table: it runs
--- on every send, and this form costs a third of one with a transition table.
-CREATE FUNCTION pg_mq_notify_trigger()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM pg_catalog.pg_notify(
-        TG_ARGV[0], pg_catalog.pg_sequence_last_value(TG_ARGV[1]::pg_catalog.regclass)::text
-    );
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION pg_mq_notify_trigger() IS
-'Trigger of every queue table: NOTIFY "<channel>" once per inserting statement, payload = the newest msg_id allocated (covering every id the statement inserted).';
