@@ -40,11 +40,17 @@ $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
 
 # Earlier releases' install scripts and Python packages, from git history, so the
-# upgrade tests can install a release and update it (never the control file).
+# upgrade tests can install a release and update it (never the control file). The
+# original pg_message_queue 0.2.1 is a test fixture of its schema (tests/fixtures/).
 install-prior:
-	@python3 -c 'import json; print("\n".join(json.load(open("sql/releases.json"))["$(EXTENSION)"]))' | \
-	while read v; do \
-	    c=$$(python3 -c "import json; print(json.load(open('sql/releases.json'))['$(EXTENSION)']['$$v']['commit'])"); \
+	@python3 tools/releases.py $(EXTENSION) | \
+	while read v c fixture; do \
+	    if [ "$$c" = "-" ]; then \
+	        $(SUDO) install -m 644 $$fixture $(DESTDIR)$(datadir)/extension/$(EXTENSION)--$$v.sql || exit 1; \
+	        if [ -f $${fixture%.sql}.control ]; then \
+	            $(SUDO) install -m 644 $${fixture%.sql}.control $(DESTDIR)$(datadir)/extension/ || exit 1; fi; \
+	        continue; \
+	    fi; \
 	    d=build/prior/$$v; rm -rf $$d; mkdir -p $$d; \
 	    git archive $$c | tar -x -C $$d || { echo "install-prior: commit $$c of release $$v is not in this clone's history" >&2; exit 1; }; \
 	    $(MAKE) --no-print-directory -s -C $$d build/$(EXTENSION)--$$v.sql PYLIBDIR=$(PYLIBDIR) && \

@@ -16,7 +16,9 @@ import pytest
 from helpers import as_role, fails
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASES = sorted(json.loads((ROOT / "sql/releases.json").read_text())["pg_message_queue"])
+_REGISTRY = json.loads((ROOT / "sql/releases.json").read_text())["pg_message_queue"]
+RELEASES = sorted(_REGISTRY)
+OURS = sorted(v for v, info in _REGISTRY.items() if "commit" in info)  # not the original's
 CURRENT = next(
     line.split("'")[1]
     for line in (ROOT / "pg_message_queue.control").read_text().splitlines()
@@ -128,6 +130,7 @@ def test_upgrading_a_release_gives_the_schema_of_a_fresh_install(scratch, prior)
         conn.execute("CREATE EXTENSION pg_message_queue CASCADE")
     with psycopg.connect(upgraded, autocommit=True) as conn:
         conn.execute(f"CREATE EXTENSION pg_message_queue VERSION '{prior}' CASCADE")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")  # the original did not need it
         conn.execute("ALTER EXTENSION pg_message_queue UPDATE")
         assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_message_queue'").fetchone() == (
             CURRENT,
@@ -137,7 +140,7 @@ def test_upgrading_a_release_gives_the_schema_of_a_fresh_install(scratch, prior)
         assert got[key] == want[key], key
 
 
-@pytest.mark.parametrize("prior", RELEASES)
+@pytest.mark.parametrize("prior", OURS)
 def test_an_upgrade_keeps_queues_messages_leases_grants_and_kept_amqp_messages(scratch, rabbit, prior):
     dsn = scratch.database()
     sender, receiver = scratch.role(), scratch.role()
@@ -203,3 +206,95 @@ def test_drop_extension_is_refused_while_queues_exist_and_removes_everything_oth
         assert left == 0
         assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
         assert conn.execute("SELECT to_regnamespace('amqp')").fetchone()[0] is None
+
+
+def test_the_original_0_2_1_upgrades_in_place_with_its_queues_messages_and_channels(scratch):
+    dsn = scratch.database()
+    reader = scratch.role()
+    with psycopg.connect(dsn, autocommit=True) as old:
+        old.execute("CREATE EXTENSION pg_message_queue VERSION '0.2.1'")
+        old.execute("SELECT pg_mq_create_queue('orders', 'text')")
+        old.execute("SELECT pg_mq_create_queue('blobs', 'bytea')")
+        sent = [
+            old.execute("SELECT msg_id FROM pg_mq_send_message('orders', %s::text)", (p,)).fetchone()[0]
+            for p in ("first", "second", "third")
+        ]
+        old.execute("SELECT msg_id FROM pg_mq_send_message('blobs', '\\x0102'::bytea)")
+        assert [r[0] for r in old.execute("SELECT msg_id FROM pg_mq_get_msg_text('orders', 1)")] == sent[:1]
+        old.execute(f"GRANT SELECT, UPDATE ON pg_mq_queue_orders TO {reader}")  # as its README says to
+        message = fails(old, "ALTER EXTENSION pg_message_queue UPDATE", sqlstate="42704", match="plpython3u")
+        assert "not installed" in message
+        old.execute("CREATE EXTENSION plpython3u")
+        old.execute("ALTER EXTENSION pg_message_queue UPDATE")
+    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn, autocommit=True) as new:
+        listener.execute('LISTEN "orders"')
+        assert new.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_message_queue'").fetchone() == (
+            CURRENT,
+        )
+        # Undelivered messages are still there, in order; delivered ones stay delivered.
+        rows = new.execute("SELECT msg_id, payload, was_delivered FROM pg_mq_get_msg_text('orders', 5)").fetchall()
+        assert rows == [(sent[1], "second", False), (sent[2], "third", False)]
+        assert new.execute("SELECT payload FROM pg_mq_get_msg_id_text('orders', %s)", (sent[0],)).fetchone() == (
+            "first",
+        )
+        # Ids continue from the original's sequence, and the channel still wakes listeners.
+        later = new.execute("SELECT msg_id FROM pg_mq_send_message('orders', 'fourth')").fetchone()[0]
+        assert later > max(sent)
+        assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == ["orders"]
+        # The new features work on the old queues.
+        new.execute("SELECT pg_mq_set_queue_config('orders', 'max_deliveries', '2')")
+        leased = new.execute("SELECT msg_id FROM pg_mq_read('orders', 1, '1 hour')").fetchone()[0]
+        assert leased == later
+        assert new.execute("SELECT * FROM pg_mq_ack('orders', %s)", ([leased],)).fetchall() == [(leased,)]
+        dup = "SELECT deduplicated FROM pg_mq_send_message('orders', 'x', dedup_key => 'k')"
+        assert [new.execute(dup).fetchone()[0] for _ in range(2)] == [False, True]
+        assert new.execute("SELECT payload FROM pg_mq_get_msg_bin('blobs', 1)").fetchone() == (b"\x01\x02",)
+        names = {r[0] for r in new.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'pg_mq_%'")}
+        assert "pg_mq_trigger_notify" not in names and "pg_mq_get_msg_raw" not in names
+        assert new.execute("SELECT to_regclass('pg_mq_base')").fetchone()[0] is None
+    # The grants its users gave on queue tables stay theirs.
+    with psycopg.connect(as_role(dsn, reader), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_mq_queue_orders").fetchone()[0] >= 3
+
+
+PG_AMQP_SCHEMA = """
+CREATE SCHEMA amqp;
+CREATE TABLE amqp.broker (
+  broker_id serial not null,
+  host text not null,
+  port integer not null default 5672,
+  vhost text,
+  username text,
+  password text,
+  primary key(broker_id, host, port)
+);
+INSERT INTO amqp.broker (host, port, vhost, username, password)
+VALUES ('mq1.example', 5672, '/', 'app', 'secret'), ('mq2.example', 5673, '/', 'app', 'secret');
+"""
+
+
+def test_a_database_with_pg_amqp_gets_the_exact_steps_to_move_its_brokers(scratch):
+    dsn = scratch.database()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(PG_AMQP_SCHEMA)
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("CREATE EXTENSION pg_message_queue CASCADE")
+        err = info.value
+        assert err.sqlstate == "42P06"
+        assert 'schema "amqp" already exists' in err.diag.message_primary
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_message_queue'").fetchone() == (0,)
+        # The hint's steps, run as given (the schema here was made by hand, not by CREATE EXTENSION amqp).
+        steps = err.diag.message_hint.removeprefix("Move the brokers across: ")
+        for step in (s.strip() for s in steps.split(";")):
+            if step.startswith("DROP EXTENSION amqp"):
+                step = "DROP SCHEMA amqp CASCADE"
+            if step:
+                conn.execute(step)
+        brokers = conn.execute("SELECT broker_id, host, port, username, password FROM amqp.broker ORDER BY 1")
+        assert brokers.fetchall() == [
+            (1, "mq1.example", 5672, "app", "secret"),
+            (2, "mq2.example", 5673, "app", "secret"),
+        ]
+        added = conn.execute("INSERT INTO amqp.broker (host) VALUES ('mq3.example') RETURNING broker_id").fetchone()
+        assert added == (3,)
+        assert conn.execute("SELECT to_regclass('public.pg_amqp_brokers')").fetchone() == (None,)

@@ -9,8 +9,10 @@ every install and upgrade). The install script ``NAME--V.sql`` is head, then eve
 incremental part wrapped so that it runs once per database and is recorded in the
 migration table, then every idempotent part. The upgrade script from each earlier
 release listed in ``SQLDIR/releases.json`` (``NAME--PRIOR--V.sql``) is the same,
-after recording the parts that release already contained (releases made before the
-migration table existed). A released part whose text changed is a build error.
+after the release's prelude, if it has one (the original pg_message_queue 0.2.1 is
+brought to the layout the run-once parts expect), and after recording the parts the
+release already contained (releases made before the migration table existed). A
+released part whose text changed is a build error.
 
 Every line that is exactly ``#PROLOGUE#`` (inside a PL/Python body) becomes the
 generated prologue: put the versioned package folder first on sys.path once per
@@ -122,6 +124,10 @@ class Build:
             "\n-- ---- head.sql ----\n",
             (self.parts / "head.sql").read_text(encoding="utf-8"),
         ]
+        if prior is not None and self.releases.get(prior, {}).get("prelude"):
+            prelude = self.releases[prior]["prelude"]
+            out.append(f"\n-- ---- {prelude}: from {prior} to the layout the run-once parts expect ----\n")
+            out.append((self.parts / prelude).read_text(encoding="utf-8"))
         if prior is not None:
             contained = self.releases.get(prior, {}).get("migrations", {})
             files = {p.stem: p for p in self.incremental}
