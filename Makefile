@@ -1,6 +1,7 @@
 # pg_message_queue: PGXS build and install, plus the developer targets.
 #   make run     private PostgreSQL (+ RabbitMQ) under .run/ with the extension
 #   make test    install what is missing, lint, run every test
+#   make soak    load run with an audit (SOAK_ARGS="--minutes 2"; not part of make test)
 #   make install | lint | bench | stop | clean
 
 EXTENSION   = pg_message_queue
@@ -34,7 +35,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench unit
+.PHONY: deps venv install-python install-prior run stop test lint bench unit soak
 
 $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
@@ -113,3 +114,9 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)
+
+# Load run with an audit (not part of make test): SOAK_ARGS="--minutes 2"
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/soak.py $(SOAK_ARGS)
