@@ -179,6 +179,10 @@ def attacker(db: psycopg.Connection, dsn: str) -> Iterator[tuple[str, psycopg.Co
             f" WHERE {role}.trap('relation pg_temp.{rel}')"
         )
     yield role, conn, seen
+    # Drop the temporary views now: a closing backend drops them on its way out, and
+    # would deadlock with the DROP SCHEMA below.
+    conn.execute("RESET search_path")
+    conn.execute("DISCARD TEMP")
     conn.close()
     db.execute(f"DROP SCHEMA {role} CASCADE")
     db.execute(f"DROP OWNED BY {role}")
