@@ -230,10 +230,6 @@ def _probe_calls(role: str, schema: str) -> dict[str, tuple[str, object]]:
     }
 
 
-PROLOGUE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: the PL/Python prologue (_db.bind) runs SQL with the caller's search_path before a procedure pins it",
-)
 SEARCH_PATHS = ["{role}, pg_catalog, pg_temp", "pg_temp, {role}, pg_catalog"]
 
 
@@ -301,8 +297,8 @@ def test_security_definer_functions_never_run_attacker_objects(db, prepared, att
         "SELECT * FROM {s}.pg_mq_send_batch('q', ARRAY['a', 'b']::pg_catalog.text[])",
         "SELECT * FROM {s}.pg_mq_send_message('q', 'x'::pg_catalog.text, delay => '1 second', priority => 2,"
         " dedup_key => 'k', headers => '{{\"a\": 1}}')",
-        pytest.param("CALL {s}.pg_mq_maintenance_loop(pause => '0', runs => 1)", marks=PROLOGUE_BUG),
-        pytest.param("CALL amqp.relay(run_for => '1 second', exit_when_empty => true)", marks=PROLOGUE_BUG),
+        "CALL {s}.pg_mq_maintenance_loop(pause => '0', runs => 1)",
+        "CALL amqp.relay(run_for => '1 second', exit_when_empty => true)",
     ],
 )
 @pytest.mark.parametrize("path", SEARCH_PATHS)

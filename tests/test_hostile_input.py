@@ -437,7 +437,6 @@ def test_send_batch_stores_every_element_or_none(db, server, queues, channel, pa
     db.execute("SELECT pg_mq_purge_queue(%s)", (channel,))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pg_mq_send_batch with an empty array accepts invalid options")
 @pytest.mark.parametrize(
     ("option", "sqlstate"),
     [("priority => NULL", "22004"), ("headers => '[]'", "22023"), ("delay => '-1 second'", "22023")],

@@ -59,6 +59,9 @@ QUEUE_PUBLIC = {
     # SECURITY DEFINER, public by design (README Permissions; sql/messages.sql)
     "_pg_mq_dead_letter(text,bigint[])",
     "_pg_mq_release_dedup(text,text)",
+    # the DROP EXTENSION guard: an event trigger function (not callable directly), which
+    # must stay executable because it fires on every role's DROP EXTENSION
+    "_pg_mq_guard_drop()",
 }
 QUEUE_ADMIN = {
     "pg_mq_create_queue(text,text)",
@@ -93,6 +96,7 @@ BROKER_COLUMNS = [
 ]  # fmt: skip
 RELATIONS = {
     "pg_mq_config_catalog",
+    "pg_mq_migration",  # no privileges for anyone but the owner
     "pg_mq_queues",
     "pg_mq_msg_id_seq",
     "amqp.broker",

@@ -36,9 +36,11 @@ def bind(extension: str) -> None:
     is not the installation they were filled for."""
     rows = plpy.execute(
         plpy.prepare(
+            # Runs before a procedure pins its search_path: every name qualified, operators too.
             "SELECT e.oid, pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e"
-            " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1",
-            ["name"],
+            " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
+            " WHERE e.extname OPERATOR(pg_catalog.=) $1",
+            ["pg_catalog.name"],
         ),
         [extension],
     )

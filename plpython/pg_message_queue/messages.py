@@ -209,12 +209,12 @@ def send_batch(
     for i, item in enumerate(payloads):
         if item is None:
             _db.fail("22004", f'payloads[{i + 1}] for queue "{queue.channel}" is NULL')
+    _check_options(priority, delay, headers)
     if not payloads:
         return []
     type_oid = _element_type(array_oid)
     if _type_problem(queue, type_oid):
         _fail_type(queue, type_oid)
-    _check_options(priority, delay, headers)
     if not queue.settings.get("priority_ordering", True):
         priority = 0
     # Rows are inserted in ordinality order, so ids ascend in input order.
