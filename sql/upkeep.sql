@@ -39,7 +39,10 @@ WHERE EXISTS (
     SELECT FROM pg_catalog.pg_class AS k
     WHERE
         k.relname = c.table_name
-        AND k.relnamespace = (SELECT cc.relnamespace FROM pg_catalog.pg_class AS cc WHERE cc.oid = c.tableoid)
+        AND k.relnamespace = (
+            SELECT cc.relnamespace FROM pg_catalog.pg_class AS cc
+            WHERE cc.oid = c.tableoid
+        )
 );
 COMMENT ON VIEW pg_mq_queues IS 'pg_mq_stats of every queue.';
 

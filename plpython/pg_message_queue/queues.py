@@ -11,6 +11,9 @@ from .names import channel_problem, table_name
 
 BYTEA_OID = 17
 DEDUP_LIVE = "dedup_key IS NOT NULL AND delivered_at IS NULL"  # the dedup index's predicate
+# The predicates of the two read indexes (see create_queue); claims repeat them verbatim.
+UNTOUCHED = "delivered_at IS NULL AND visible_at <= sent_at"
+SCHEDULED = "delivered_at IS NULL AND visible_at > sent_at"
 PRIVILEGES = ("send", "receive", "all")
 
 
@@ -234,7 +237,6 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         " sent_by name NOT NULL DEFAULT SESSION_USER,"
         " delivered_at timestamptz,"
         " visible_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
-        " waiting boolean NOT NULL DEFAULT false,"
         " read_count integer NOT NULL DEFAULT 0,"
         " priority integer NOT NULL DEFAULT 0,"
         " dedup_key text,"
@@ -244,10 +246,13 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         # Room on every page for the updates a message goes through.
         " WITH (fillfactor = 80)"
     )
-    # Ready messages in delivery order. Leased and delayed messages ("waiting")
-    # leave it for the second index, by due time, so reads never wade through them.
-    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL AND NOT waiting")
-    _db.ddl(f"CREATE INDEX ON {qualified} (visible_at) WHERE delivered_at IS NULL AND waiting")
+    # Messages never leased nor delayed (visible since they were sent), in delivery
+    # order; leased, delayed and given-back ones (visible_at moved past sent_at) by
+    # due time. A claim reads both with an index condition on its own timestamp,
+    # so it never wades through messages in flight. The row alone decides which
+    # index holds it: a direct INSERT cannot put a message in the wrong one.
+    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE {UNTOUCHED}")
+    _db.ddl(f"CREATE INDEX ON {qualified} (visible_at) WHERE {SCHEDULED}")
     # One live message per dedup_key: a second sender of the key waits for the first
     # one's transaction (INSERT ... ON CONFLICT), which no other role can hold up.
     _db.ddl(f"CREATE UNIQUE INDEX ON {qualified} (dedup_key) WHERE {DEDUP_LIVE}")
@@ -357,10 +362,10 @@ def _check_grant(channel: str | None, role: str | None, privilege: str | None) -
 _SENDER_COLUMNS = "msg_id, sent_at, sent_by, delivered_at, visible_at, priority, dedup_key"
 # What a sender may set: msg_id, sent_at, sent_by, read_count and delivered_at
 # always take their defaults, so a sender cannot forge them.
-_SENDER_INSERT = "payload, visible_at, waiting, priority, dedup_key, headers"
+_SENDER_INSERT = "payload, visible_at, priority, dedup_key, headers"
 # What consuming changes: delivery state only. A receiver can never rewrite a
 # message (payload, headers, msg_id, sent_by, sent_at, priority, dedup_key).
-_RECEIVER_UPDATE = "delivered_at, visible_at, waiting, read_count"
+_RECEIVER_UPDATE = "delivered_at, visible_at, read_count"
 
 
 def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[str]:
@@ -452,6 +457,10 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
         _check_dlq_type(queue, parsed)
     if merged.get("max_deliveries"):
         _ensure_dlq(queue, merged.get("dead_letter_queue") or default_dlq(queue.channel))
+    if key == "priority_ordering" and parsed is False:
+        # Priorities are ignored from now on: reads take msg_id order from the
+        # (priority DESC, msg_id) index, which needs every waiting message at 0.
+        _db.run(f"UPDATE {queue.table} SET priority = 0 WHERE delivered_at IS NULL AND priority <> 0")
     if key == "notify":
         _db.ddl(f"ALTER TABLE {queue.table} {'ENABLE' if parsed else 'DISABLE'} TRIGGER pg_mq_notify")
     rows = _db.run(

@@ -22,14 +22,13 @@ def stats(channel: str | None) -> dict[str, Any]:
     row = _db.run(
         "SELECT"
         " pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL) AS depth,"
-        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND (NOT waiting OR visible_at <= {_NOW})) AS ready,"
-        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND waiting AND visible_at > {_NOW}"
+        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND visible_at <= {_NOW}) AS ready,"
+        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND visible_at > {_NOW}"
         " AND read_count > 0) AS in_flight,"
-        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND waiting AND visible_at > {_NOW}"
+        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND visible_at > {_NOW}"
         " AND read_count = 0) AS delayed,"
         " pg_catalog.count(*) FILTER (WHERE delivered_at IS NOT NULL) AS retained,"
-        f" {_NOW} - pg_catalog.min(sent_at)"
-        f" FILTER (WHERE delivered_at IS NULL AND (NOT waiting OR visible_at <= {_NOW}))"
+        f" {_NOW} - pg_catalog.min(sent_at) FILTER (WHERE delivered_at IS NULL AND visible_at <= {_NOW})"
         " AS oldest_ready_age"
         f" FROM {queue.table}"
     )[0]
