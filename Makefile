@@ -32,7 +32,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python run stop test lint bench unit
+.PHONY: deps venv install-python run stop test lint bench bench-read unit
 
 $(SCRIPT): tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	python3 tools/build_sql.py $(EXT_VERSION) $(PYLIBDIR)/$(EXT_VERSION) $@ $(SQL_PARTS)
@@ -91,3 +91,8 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)
+
+bench-read: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/read_latency.py $(BENCH_ARGS)
