@@ -35,7 +35,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench bench-read unit soak
 
 $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
@@ -120,3 +120,8 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/soak.py $(SOAK_ARGS)
+
+bench-read: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/read_latency.py $(BENCH_ARGS)

@@ -68,15 +68,18 @@ def rmq(private_rabbit: Rabbit) -> Iterator[Rabbit]:
 
 def _restart(rabbit: Rabbit) -> None:
     """Start the node again after a kill; a start right after ``kill -9`` occasionally
-    exits at once (the old node's name is still registered), so try up to 3 times."""
-    for attempt in range(3):
+    exits at once (the old node's name is still registered), so try up to 5 times,
+    stopping the node's epmd in between."""
+    for attempt in range(5):
         try:
             rabbit.node.restart()  # type: ignore[attr-defined]
             return
         except RuntimeError:
-            if attempt == 2:
+            if attempt == 4:
                 raise
-            time.sleep(2)
+            # Forget the dead node everywhere (its epmd too) before the next try.
+            rabbit.node.stop(epmd=True)  # type: ignore[attr-defined]
+            time.sleep(2 + 2 * attempt)
 
 
 def _reconnect(dsn: str, timeout: float = 60.0) -> psycopg.Connection:

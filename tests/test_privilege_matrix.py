@@ -87,7 +87,7 @@ AMQP_INTERNAL = {"amqp._send_transaction(bigint)", "amqp._outbox_on_commit()"}  
 QUEUE = "pg_mq_queue_q"
 DLQ = "pg_mq_queue_q_dlq"
 QUEUE_COLUMNS = [
-    "msg_id", "sent_at", "sent_by", "delivered_at", "payload", "visible_at", "waiting", "read_count", "priority",
+    "msg_id", "sent_at", "sent_by", "delivered_at", "payload", "visible_at", "read_count", "priority",
     "dedup_key", "headers",
 ]  # fmt: skip
 BROKER_COLUMNS = [
@@ -110,7 +110,7 @@ RELATIONS = {
 # Per role kind: functions it may EXECUTE, and (relation, column or None, privilege) it has.
 
 SENDER_TABLE = {
-    *((QUEUE, c, "INSERT") for c in ("payload", "visible_at", "waiting", "priority", "dedup_key", "headers")),
+    *((QUEUE, c, "INSERT") for c in ("payload", "visible_at", "priority", "dedup_key", "headers")),
     *((QUEUE, c, "SELECT")
       for c in ("msg_id", "sent_at", "sent_by", "delivered_at", "visible_at", "priority", "dedup_key")),
     ("pg_mq_msg_id_seq", None, "USAGE"),
@@ -119,7 +119,7 @@ RECEIVER_TABLE = {
     *((QUEUE, c, "SELECT") for c in QUEUE_COLUMNS),
     (QUEUE, None, "SELECT"),
     (QUEUE, None, "DELETE"),
-    *((QUEUE, c, "UPDATE") for c in ("delivered_at", "visible_at", "waiting", "read_count")),
+    *((QUEUE, c, "UPDATE") for c in ("delivered_at", "visible_at", "read_count")),
 }
 EVERYONE_TABLE = {("pg_mq_config_catalog", None, "SELECT"), *(("pg_mq_config_catalog", c, "SELECT") for c in (
     "channel", "table_name", "payload_type", "settings", "created_at", "created_by"))}  # fmt: skip

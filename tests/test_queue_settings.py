@@ -411,6 +411,7 @@ def test_a_broken_dead_letter_queue_does_not_stop_reads(db, dsn):
             worker.add_notice_handler(lambda d: warnings.append(d.message_primary))
             got = [r[0] for r in worker.execute("SELECT msg_id FROM pg_mq_read('q', 5)")]
         assert fresh in got
+        assert stale not in got  # used up its one delivery: max_deliveries is a promise
         assert any("cannot dead-letter" in w for w in warnings), warnings
         # Nothing is lost: the message that could not be moved is still in its queue.
         assert db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE msg_id = %s", (stale,)).fetchone()[0] == 1

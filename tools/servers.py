@@ -242,7 +242,8 @@ class RabbitMQ:
         deadline = time.monotonic() + timeout
         while not (self._pid() and self.ready()):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"RabbitMQ exited at start; see {self.root}/log")
+                tail = (self.root / "log" / "stdout.log").read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"RabbitMQ exited at start; see {self.root}/log. Its output ended:\n{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"RabbitMQ did not start in {timeout}s; see {self.root}/log")
             time.sleep(0.2)

@@ -10,8 +10,16 @@ dead-letter queue instead of being handed out again.
 from __future__ import annotations
 
 from . import _db, queues
-from .messages import check_count, payload_expr, promote_due, ready_order, select_ready
-from .queues import Queue
+from .messages import (
+    check_count,
+    dead_letter,
+    dead_letter_overdue,
+    keep_priority,
+    payload_expr,
+    ready_order,
+    select_ready,
+)
+from .queues import SCHEDULED, Queue
 
 _LEASED = "msg_id, read_count, sent_at AS enqueued_at, visible_at, priority, headers"
 
@@ -36,26 +44,6 @@ def _ids(msg_ids: list[int] | None) -> list[int]:
     return msg_ids
 
 
-def _dead_letter_overdue(queue: Queue) -> None:
-    """Move ready messages already read max_deliveries times to the dead-letter queue."""
-    if queue.settings.get("max_deliveries"):
-        _dead_letter(queue, None)
-
-
-def _dead_letter(queue: Queue, msg_ids: list[int] | None) -> None:
-    """Have the SECURITY DEFINER mover take what is due: consumers need no rights
-    on the dead-letter queue, so they can never write to it themselves."""
-    try:
-        with _db.subtransaction():
-            _db.run(f"SELECT {_db.schema()}._pg_mq_dead_letter($1, $2)", ("text", "int8[]"), (queue.channel, msg_ids))
-    except (_db.SPIError, _db.Error) as exc:
-        # A broken dead-letter setup (queue gone) must not stop the queue: the
-        # overdue messages stay where they are, and readers are told.
-        if isinstance(exc, _db.SPIError) and _db.must_propagate(exc):
-            raise
-        _db.warn(f'pg_message_queue: cannot dead-letter messages of queue "{queue.channel}": {_db.message(exc)}')
-
-
 _DUE_LIMIT = 10000  # messages moved per call
 
 
@@ -68,17 +56,17 @@ def dead_letter_due(channel: str | None, msg_ids: list[int] | None) -> int:
     and takes every value from the queue itself.
     """
     queue = queues.get(channel)
-    limit = queue.settings.get("max_deliveries")
+    limit = queue.settings.max_deliveries
     if not limit:
         return 0
-    dlq = queues.get(queue.settings.get("dead_letter_queue") or queues.default_dlq(queue.channel))
+    dlq = queues.get(queue.dlq)
     moved = _db.run(
-        f"WITH due AS (SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND waiting"
+        f"WITH due AS (SELECT msg_id FROM {queue.table} WHERE {SCHEDULED}"
         " AND read_count >= $1 AND visible_at <= pg_catalog.clock_timestamp()"
         " AND ($2::int8[] IS NULL OR msg_id = ANY($2)) LIMIT $4 FOR UPDATE SKIP LOCKED),"
         f" gone AS (DELETE FROM {queue.table} AS q USING due WHERE q.msg_id = due.msg_id RETURNING q.*)"
-        f" INSERT INTO {dlq.table} (msg_id, sent_at, sent_by, priority, headers, payload)"
-        " SELECT msg_id, sent_at, sent_by, priority,"
+        f" INSERT INTO {dlq.table} (msg_id, sent_at, visible_at, sent_by, priority, headers, payload)"
+        f" SELECT msg_id, sent_at, sent_at, sent_by, {keep_priority(dlq)},"
         " COALESCE(headers, '{}'::pg_catalog.jsonb) || pg_catalog.jsonb_build_object('x-dead-letter',"
         " pg_catalog.jsonb_build_object('queue', $3::text, 'msg_id', msg_id, 'read_count', read_count,"
         " 'sent_at', sent_at, 'dead_lettered_at', pg_catalog.clock_timestamp(), 'reason', 'max_deliveries')),"
@@ -96,24 +84,24 @@ def read_sql(
     wait: str | None,
     as_text: bool,
 ) -> str:
-    """SQL ($1 = n, $2 = visibility timeout) leasing up to ``n`` ready messages.
+    """SQL ($1 = n, $2 = visibility timeout, $3 = now) leasing up to ``n`` ready messages.
 
     The PL/pgSQL body of pg_mq_read runs it, and for ``wait`` calls again after
     a pause until a message is ready: a function cannot receive NOTIFY, and in
     READ COMMITTED each statement sees what other sessions committed meanwhile.
-    Messages already read max_deliveries times are dead-lettered first.
+    Messages already read max_deliveries times are never leased again; they are
+    dead-lettered first.
     """
     queue = queues.get(channel)
     check_count(n)
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     _check_interval("wait", wait, allow_null=True)
-    payload = payload_expr(queue, as_text, "pg_mq_read")
-    _dead_letter_overdue(queue)
-    promote_due(queue)
+    payload = payload_expr(queue, as_text)
+    dead_letter_overdue(queue)
     return (
-        f"WITH picked AS ({select_ready(queue)}),"
+        f"WITH picked AS ({select_ready(queue, '$3')}),"
         f" leased AS (UPDATE {queue.table} AS q"
-        " SET visible_at = pg_catalog.clock_timestamp() + $2, read_count = q.read_count + 1, waiting = true"
+        " SET visible_at = $3 + $2, read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
         f" SELECT {_LEASED}, {payload} AS payload FROM leased ORDER BY {ready_order(queue)}"
     )
@@ -134,7 +122,7 @@ def ack(channel: str | None, msg_ids: list[int] | None) -> list[int]:
 
 
 def _retains(queue: Queue) -> bool:
-    retention = queue.settings.get("retention", "0")
+    retention = queue.settings.retention
     return (
         retention not in ("0", "00:00:00")
         and _db.run("SELECT $1::pg_catalog.interval > '0'::pg_catalog.interval AS r", ("text",), (retention,))[0]["r"]
@@ -146,21 +134,20 @@ def nack(channel: str | None, msg_ids: list[int] | None, delay: str | None) -> l
     queue = queues.get(channel)
     ids = _ids(msg_ids)
     _check_interval("delay", delay)
-    limit = queue.settings.get("max_deliveries")
+    limit = queue.settings.max_deliveries
     if limit:
         # End the lease of those that used up their deliveries (with the caller's
         # rights, which proves it may consume them); the mover then takes them.
         spent = _db.run(
-            f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp(), waiting = true"
+            f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp()"
             " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND read_count >= $2 RETURNING msg_id",
             ("int8[]", "int4"),
             (ids, limit),
         )
         if spent:
-            _dead_letter(queue, [r["msg_id"] for r in spent])
+            dead_letter(queue, [r["msg_id"] for r in spent])
     rows = _db.run(
-        f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2,"
-        " waiting = $2 > '0'::pg_catalog.interval"
+        f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2"
         " WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id",
         ("int8[]", "interval"),
         (ids, delay),
@@ -175,7 +162,7 @@ def extend(channel: str | None, msg_ids: list[int] | None, visibility_timeout: s
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     rows = _db.run(
         f"UPDATE {queue.table} SET visible_at = pg_catalog.clock_timestamp() + $2"
-        " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND waiting AND read_count > 0"
+        " WHERE msg_id = ANY($1) AND delivered_at IS NULL AND read_count > 0"
         " AND visible_at > pg_catalog.clock_timestamp() RETURNING msg_id",
         ("int8[]", "interval"),
         (ids, visibility_timeout),
@@ -184,13 +171,12 @@ def extend(channel: str | None, msg_ids: list[int] | None, visibility_timeout: s
 
 
 def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
-    """SQL ($1 = n) reading and acknowledging at once: at-most-once, no lease."""
+    """SQL ($1 = n, $2 = now) reading and acknowledging at once: at-most-once, no lease."""
     queue = queues.get(channel)
     check_count(n)
-    payload = payload_expr(queue, as_text, "pg_mq_pop")
-    _dead_letter_overdue(queue)
-    promote_due(queue)
-    picked = f"WITH picked AS ({select_ready(queue)})"
+    payload = payload_expr(queue, as_text)
+    dead_letter_overdue(queue)
+    picked = f"WITH picked AS ({select_ready(queue, '$2')})"
     if _retains(queue):
         change = (
             f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"
@@ -230,9 +216,9 @@ def move(source: str | None, target: str | None, n: int | None, msg_ids: list[in
     moved = _db.run(
         f"WITH picked AS ({picked}),"
         f" gone AS (DELETE FROM {src.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
-        f" INSERT INTO {dst.table} (msg_id, sent_at, sent_by, priority, dedup_key, headers, payload)"
+        f" INSERT INTO {dst.table} (msg_id, sent_at, visible_at, sent_by, priority, dedup_key, headers, payload)"
         # A key already live in the target stays with that message (one live message per key).
-        " SELECT msg_id, sent_at, sent_by, priority,"
+        f" SELECT msg_id, sent_at, sent_at, sent_by, {keep_priority(dst)},"
         f" CASE WHEN EXISTS (SELECT FROM {dst.table} AS t WHERE t.dedup_key = gone.dedup_key"
         " AND t.delivered_at IS NULL) THEN NULL ELSE dedup_key END, headers, payload FROM gone",
         ("int8[]", "int8"),

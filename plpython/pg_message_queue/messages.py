@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _db, queues
-from .queues import BYTEA_OID, DEDUP_LIVE, Queue
+from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, Queue
 
 TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type's input
 _SENT = "msg_id, sent_at, sent_by, visible_at"
@@ -98,12 +98,11 @@ def _send(
     if payload is None:
         _db.fail("22004", f'payload for queue "{queue.channel}" must not be NULL')
     _check_options(priority, delay, headers)
-    if not queue.settings.get("priority_ordering", True):
+    if not queue.settings.priority_ordering:
         priority = 0
     insert = (
-        f"INSERT INTO {queue.table} (payload, visible_at, waiting, priority, dedup_key, headers)"
-        f" SELECT $1::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval),"
-        " COALESCE($2 > '0'::pg_catalog.interval, false), $3, $4, $5"
+        f"INSERT INTO {queue.table} (payload, visible_at, priority, dedup_key, headers)"
+        f" SELECT $1::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval), $3, $4, $5"
         f" WHERE EXISTS (SELECT FROM {_db.schema()}.pg_mq_config_catalog"
         " WHERE channel = $6 AND xmin::text || ':' || ctid::text = $7)"
     )
@@ -139,7 +138,7 @@ def _send_once(
             f"SELECT {_SENT}, sent_at > pg_catalog.now() - $2::pg_catalog.interval AS fresh"
             f" FROM {queue.table} WHERE dedup_key = $1 AND {DEDUP_LIVE}",
             ("text", "text"),
-            (dedup_key, queue.settings.get("dedup_window", "1 hour")),
+            (dedup_key, queue.settings.dedup_window),
         )
         if not live:
             if not _current(queue):
@@ -176,7 +175,7 @@ def release_dedup(channel: str | None, dedup_key: str | None) -> int:
             f"UPDATE {queue.table} SET dedup_key = NULL WHERE dedup_key = $1 AND {DEDUP_LIVE}"
             " AND sent_at <= pg_catalog.now() - $2::pg_catalog.interval",
             ("text", "text"),
-            (dedup_key, queue.settings.get("dedup_window", "1 hour")),
+            (dedup_key, queue.settings.dedup_window),
         ).nrows()
     )
 
@@ -215,14 +214,12 @@ def send_batch(
     type_oid = _element_type(array_oid)
     if _type_problem(queue, type_oid):
         _fail_type(queue, type_oid)
-    if not queue.settings.get("priority_ordering", True):
+    if not queue.settings.priority_ordering:
         priority = 0
     # Rows are inserted in ordinality order, so ids ascend in input order.
     rows = _db.run(
-        f"INSERT INTO {queue.table} (payload, visible_at, waiting, priority, headers)"
-        f" SELECT u.p::{queue.type_sql},"
-        " pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval),"
-        " COALESCE($2 > '0'::pg_catalog.interval, false), $3, $4"
+        f"INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
+        f" SELECT u.p::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval), $3, $4"
         " FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(p, i) ORDER BY u.i"
         " RETURNING msg_id",
         ("text[]", "interval", "int4", "jsonb"),
@@ -231,15 +228,10 @@ def send_batch(
     return sorted(int(r["msg_id"]) for r in rows)
 
 
-def payload_expr(queue: Queue, as_text: bool, fn: str) -> str:
-    """The payload as text (refused for bytea queues) or as bytea."""
+def payload_expr(queue: Queue, as_text: bool) -> str:
+    """The payload as text (for bytea, PostgreSQL's text form ``\\x...``, as in the
+    original) or as bytea (the bytea itself, or the UTF-8 bytes of the text form)."""
     if as_text:
-        if queue.type_oid == BYTEA_OID:
-            _db.fail(
-                "42804",
-                f'queue "{queue.channel}" holds bytea, which has no text form',
-                hint=f"Use {fn}_bin for bytea queues.",
-            )
         return "payload::text"
     if queue.type_oid == BYTEA_OID:
         return "payload"
@@ -255,48 +247,82 @@ def check_count(n: int | None) -> int:
 
 
 def ready_order(queue: Queue) -> str:
-    return "priority DESC, msg_id" if queue.settings.get("priority_ordering", True) else "msg_id"
+    return "priority DESC, msg_id" if queue.settings.priority_ordering else "msg_id"
 
 
-def promote_due(queue: Queue) -> None:
-    """Make waiting messages whose time has come (lease expired, delay over) ready again."""
-    _db.run(
-        f"WITH due AS (SELECT msg_id FROM {queue.table} WHERE delivered_at IS NULL AND waiting"
-        " AND visible_at <= pg_catalog.clock_timestamp() ORDER BY visible_at LIMIT 10000 FOR UPDATE SKIP LOCKED)"
-        f" UPDATE {queue.table} AS q SET waiting = false FROM due WHERE q.msg_id = due.msg_id"
+def keep_priority(queue: Queue) -> str:
+    """What a message entering ``queue`` keeps of its priority: on a queue with
+    priority_ordering off, none (so the ready index gives msg_id order)."""
+    return "priority" if queue.settings.priority_ordering else "0"
+
+
+CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in case others hold some
+
+
+def select_ready(queue: Queue, now: str) -> str:
+    """SQL picking up to $1 ready messages in delivery order and locking them, and
+    only them: what another consumer holds is skipped, never waited for.
+
+    ``now`` is a parameter holding one timestamp for the whole statement, so the
+    due-time test is an index condition. The candidates are a UNION ALL of the
+    queue table with itself, one branch per index (the CASE on the branch number
+    folds into each branch's own condition), merged lazily in delivery order; the
+    lateral subquery locks a candidate and re-checks on the row itself that it is
+    undelivered, due and below max_deliveries (also after following a concurrent
+    update), in delivery order; the LIMIT stops as soon as enough rows are locked.
+    The candidates are limited too (CANDIDATE_SLACK more than asked for): that
+    lets the planner walk the indexes instead of sorting every ready message, and
+    keeps the candidates' order the only order there is, so no plan can lock a
+    candidate before the ones ahead of it.
+    """
+    # One order for every queue: on queues with priority_ordering off every
+    # undelivered message has priority 0 (see keep_priority), so it is msg_id order.
+    order = "priority DESC, msg_id"
+    branches = ["c.visible_at <= c.sent_at", f"c.visible_at > c.sent_at AND c.visible_at <= {now}"]
+    candidates = " UNION ALL ".join(
+        f"SELECT ctid AS tid, priority, msg_id, delivered_at, visible_at, sent_at, {i} AS branch FROM {queue.table}"
+        for i in range(len(branches))
     )
-
-
-def select_ready(queue: Queue) -> str:
-    """SQL picking up to $1 ready messages in delivery order, locked, skipping locked ones."""
-    where = "delivered_at IS NULL AND NOT waiting"
-    group = queue.settings.get("fifo_group_header")
+    ready = (
+        "c.delivered_at IS NULL AND CASE c.branch"
+        + "".join(f" WHEN {i} THEN {where}" for i, where in enumerate(branches))
+        + " END"
+    )
+    check = f"q.ctid = c.tid AND q.delivered_at IS NULL AND q.visible_at <= {now}"
+    limit = queue.settings.max_deliveries
+    if limit:
+        # A setting checked when it was stored (1 .. 2^31-1), part of the queue's definition.
+        check += f" AND q.read_count < {int(limit)}"
+    group = queue.settings.fifo_group_header
     if group:
         # Only the oldest undelivered message of a group may go out, and only
         # while it is ready, so a group never has two messages in flight.
         # A message sent with a delay joins its group's order when it is due, so a
         # sender cannot hold a group back with a long delay.
         key = f"(headers ->> {_db.literal(group)})"
-        where += (
-            f" AND ({key} IS NULL OR msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"
-            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL"
-            " AND NOT (waiting AND read_count = 0 AND visible_at > pg_catalog.clock_timestamp())"
+        check += (
+            f" AND ((q.{key[1:]} IS NULL OR q.msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"
+            f" WHERE delivered_at IS NULL AND {key} IS NOT NULL AND NOT (read_count = 0 AND visible_at > {now})"
             f" ORDER BY {key}, msg_id))"
         )
+    outer = ", ".join(f"c.{column}" for column in order.split(", "))
     return (
-        f"SELECT msg_id FROM {queue.table} WHERE {where} ORDER BY {ready_order(queue)} LIMIT $1 FOR UPDATE SKIP LOCKED"
+        f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates}) AS c"
+        f" WHERE {ready} ORDER BY {outer} LIMIT $1 + {CANDIDATE_SLACK}) AS c,"
+        f" LATERAL (SELECT q.msg_id FROM {queue.table} AS q WHERE {check} FOR UPDATE SKIP LOCKED) AS l"
+        f" ORDER BY {outer} LIMIT $1"
     )
 
 
 def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
-    """SQL ($1 = n) claiming the ``n`` first ready messages and marking them delivered."""
+    """SQL ($1 = n, $2 = now) claiming the ``n`` first ready messages and marking them delivered."""
     queue = queues.get(channel)
     check_count(n)
-    payload = payload_expr(queue, as_text, "pg_mq_get_msg")
+    payload = payload_expr(queue, as_text)
     order = ready_order(queue)
-    promote_due(queue)
+    dead_letter_overdue(queue)
     return (
-        f"WITH picked AS ({select_ready(queue)}),"
+        f"WITH picked AS ({select_ready(queue, '$2')}),"
         " done AS ("
         f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id"
@@ -306,12 +332,43 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     )
 
 
+def dead_letter_overdue(queue: Queue) -> None:
+    """Have the mover take messages that used up max_deliveries and are due again.
+    Claims never return them anyway; this only checks (no locks) whether there are
+    any before calling the SECURITY DEFINER mover."""
+    limit = queue.settings.max_deliveries
+    if not limit:
+        return
+    due = _db.run(
+        f"SELECT EXISTS (SELECT FROM {queue.table} WHERE {SCHEDULED}"
+        " AND visible_at <= pg_catalog.clock_timestamp() AND read_count >= $1) AS due",
+        ("int4",),
+        (limit,),
+    )
+    if due[0]["due"]:
+        dead_letter(queue, None)
+
+
+def dead_letter(queue: Queue, msg_ids: list[int] | None) -> None:
+    """Have the SECURITY DEFINER mover take what is due: consumers need no rights
+    on the dead-letter queue, so they can never write to it themselves."""
+    try:
+        with _db.subtransaction():
+            _db.run(f"SELECT {_db.schema()}._pg_mq_dead_letter($1, $2)", ("text", "int8[]"), (queue.channel, msg_ids))
+    except (_db.SPIError, _db.Error) as exc:
+        # A broken dead-letter setup (queue gone) must not stop the queue: the
+        # overdue messages stay where they are (claims skip them), and readers are told.
+        if isinstance(exc, _db.SPIError) and _db.must_propagate(exc):
+            raise
+        _db.warn(f'pg_message_queue: cannot dead-letter messages of queue "{queue.channel}": {_db.message(exc)}')
+
+
 def get_message_by_id(channel: str | None, msg_id: int | None, as_text: bool) -> Any:
     """One message by id, delivered or not; marks it delivered if it was not."""
     queue = queues.get(channel)
     if msg_id is None:
         _db.fail("22004", "msg_id must not be NULL")
-    payload = payload_expr(queue, as_text, "pg_mq_get_msg_id")
+    payload = payload_expr(queue, as_text)
     rows = _db.run(
         f"SELECT msg_id, sent_at, sent_by, delivered_at IS NOT NULL AS was_delivered,"
         f" {payload} AS payload FROM {queue.table} WHERE msg_id = $1 FOR UPDATE",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _db, settings
@@ -11,6 +11,9 @@ from .names import channel_problem, table_name
 
 BYTEA_OID = 17
 DEDUP_LIVE = "dedup_key IS NOT NULL AND delivered_at IS NULL"  # the dedup index's predicate
+# The predicates of the two read indexes (see create_queue); claims repeat them verbatim.
+UNTOUCHED = "delivered_at IS NULL AND visible_at <= sent_at"
+SCHEDULED = "delivered_at IS NULL AND visible_at > sent_at"
 PRIVILEGES = ("send", "receive", "all")
 
 
@@ -20,8 +23,18 @@ class Queue:
     table: str  # schema-qualified, quoted
     type_oid: int
     type_sql: str  # the payload type as SQL text, usable in a cast
-    settings: dict[str, Any]
+    stored: dict[str, Any]  # the settings as the catalog stores them (only what was set)
     version: str = ""  # the catalog row's "xmin:ctid": changes whenever the queue is altered
+
+    settings: settings.Settings = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", settings.Settings.from_stored(self.stored))
+
+    @property
+    def dlq(self) -> str:
+        """The name of its dead-letter queue (whether or not max_deliveries is set)."""
+        return self.settings.dlq_name(self.channel)
 
 
 def check_channel(channel: str | None) -> str:
@@ -57,7 +70,7 @@ def find(channel: str | None, lock: bool = False) -> Queue | None:
         table=_db.schema() + "." + _db.ident(row["table_name"]),
         type_oid=int(row["type_oid"]),
         type_sql=row["type_sql"],
-        settings=json.loads(row["settings"]),
+        stored=json.loads(row["settings"]),
         version=row["version"],
     )
 
@@ -234,7 +247,6 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         " sent_by name NOT NULL DEFAULT SESSION_USER,"
         " delivered_at timestamptz,"
         " visible_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
-        " waiting boolean NOT NULL DEFAULT false,"
         " read_count integer NOT NULL DEFAULT 0,"
         " priority integer NOT NULL DEFAULT 0,"
         " dedup_key text,"
@@ -244,10 +256,13 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         # Room on every page for the updates a message goes through.
         " WITH (fillfactor = 80)"
     )
-    # Ready messages in delivery order. Leased and delayed messages ("waiting")
-    # leave it for the second index, by due time, so reads never wade through them.
-    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE delivered_at IS NULL AND NOT waiting")
-    _db.ddl(f"CREATE INDEX ON {qualified} (visible_at) WHERE delivered_at IS NULL AND waiting")
+    # Messages never leased nor delayed (visible since they were sent), in delivery
+    # order; leased, delayed and given-back ones (visible_at moved past sent_at) by
+    # due time. A claim reads both with an index condition on its own timestamp,
+    # so it never wades through messages in flight. The row alone decides which
+    # index holds it: a direct INSERT cannot put a message in the wrong one.
+    _db.ddl(f"CREATE INDEX ON {qualified} (priority DESC, msg_id) WHERE {UNTOUCHED}")
+    _db.ddl(f"CREATE INDEX ON {qualified} (visible_at) WHERE {SCHEDULED}")
     # One live message per dedup_key: a second sender of the key waits for the first
     # one's transaction (INSERT ... ON CONFLICT), which no other role can hold up.
     _db.ddl(f"CREATE UNIQUE INDEX ON {qualified} (dedup_key) WHERE {DEDUP_LIVE}")
@@ -330,7 +345,7 @@ def rebuild_triggers() -> int:
             _db.warn(f'queue "{queue.channel}" has no table {queue.table}; skipped')
             continue
         _db.ddl(f"DROP TRIGGER IF EXISTS pg_mq_notify ON {queue.table}")
-        _create_trigger(queue.table, queue.channel, queue.settings.get("notify", True))
+        _create_trigger(queue.table, queue.channel, queue.settings.notify)
         done += 1
     return done
 
@@ -357,10 +372,10 @@ def _check_grant(channel: str | None, role: str | None, privilege: str | None) -
 _SENDER_COLUMNS = "msg_id, sent_at, sent_by, delivered_at, visible_at, priority, dedup_key"
 # What a sender may set: msg_id, sent_at, sent_by, read_count and delivered_at
 # always take their defaults, so a sender cannot forge them.
-_SENDER_INSERT = "payload, visible_at, waiting, priority, dedup_key, headers"
+_SENDER_INSERT = "payload, visible_at, priority, dedup_key, headers"
 # What consuming changes: delivery state only. A receiver can never rewrite a
 # message (payload, headers, msg_id, sent_by, sent_at, priority, dedup_key).
-_RECEIVER_UPDATE = "delivered_at, visible_at, waiting, read_count"
+_RECEIVER_UPDATE = "delivered_at, visible_at, read_count"
 
 
 def _statements(queue: Queue, role: str, privilege: str, grant: bool) -> list[str]:
@@ -405,8 +420,7 @@ def revoke(channel: str | None, role: str | None, privilege: str | None) -> bool
     return True
 
 
-def default_dlq(channel: str) -> str:
-    return channel + "_dlq"
+default_dlq = settings.default_dlq
 
 
 def set_queue_config(channel: str | None, key: str | None, value: str | None) -> str:
@@ -443,7 +457,7 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
             _db.fail("22008", f"{key} is out of range (got {value!r})", hint="Use at most a few thousand years.")
     if key == "fifo_group_header" and parsed is not None and not parsed.strip():
         _db.fail("22023", "fifo_group_header must name a header key")
-    merged = dict(queue.settings)
+    merged = dict(queue.stored)
     merged[key] = parsed
     if key == "dead_letter_queue" and parsed is not None:
         check_channel(parsed)
@@ -451,7 +465,11 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
             _db.fail("22023", f'queue "{queue.channel}" cannot be its own dead-letter queue')
         _check_dlq_type(queue, parsed)
     if merged.get("max_deliveries"):
-        _ensure_dlq(queue, merged.get("dead_letter_queue") or default_dlq(queue.channel))
+        _ensure_dlq(queue, settings.Settings.from_stored(merged).dlq_name(queue.channel))
+    if key == "priority_ordering" and parsed is False:
+        # Priorities are ignored from now on: reads take msg_id order from the
+        # (priority DESC, msg_id) index, which needs every waiting message at 0.
+        _db.run(f"UPDATE {queue.table} SET priority = 0 WHERE delivered_at IS NULL AND priority <> 0")
     if key == "notify":
         _db.ddl(f"ALTER TABLE {queue.table} {'ENABLE' if parsed else 'DISABLE'} TRIGGER pg_mq_notify")
     rows = _db.run(

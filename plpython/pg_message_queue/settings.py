@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-DEFAULTS: dict[str, Any] = {
-    "max_deliveries": None,  # reads before a message goes to the dead-letter queue
-    "dead_letter_queue": None,  # defaults to "<channel>_dlq" once max_deliveries is set
-    "retention": "0",  # keep acknowledged/delivered rows this long (interval)
-    "priority_ordering": True,  # False: priorities are ignored, pure FIFO
-    "fifo_group_header": None,  # header key: one in-flight message per group
-    "dedup_window": "1 hour",  # how long a dedup_key suppresses duplicates
-    "notify": True,  # NOTIFY "<channel>" per sending statement; off for polled queues
-}
+
+@dataclass(frozen=True)
+class Settings:
+    """A queue's settings, each default written once. The catalog stores only what
+    was set (JSON); a key reset to NULL takes its default again."""
+
+    max_deliveries: int | None = None  # reads before a message goes to the dead-letter queue
+    dead_letter_queue: str | None = None  # None: "<channel>_dlq" (see dlq_name)
+    retention: str = "0"  # keep acknowledged/delivered rows this long (interval)
+    priority_ordering: bool = True  # False: priorities are ignored, pure FIFO
+    fifo_group_header: str | None = None  # header key: one in-flight message per group
+    dedup_window: str = "1 hour"  # how long a dedup_key suppresses duplicates
+    notify: bool = True  # NOTIFY "<channel>" per sending statement; off for polled queues
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> Settings:
+        return cls(**{k: v for k, v in stored.items() if k in DEFAULTS and v is not None})
+
+    def dlq_name(self, channel: str) -> str:
+        return self.dead_letter_queue or default_dlq(channel)
+
+
+def default_dlq(channel: str) -> str:
+    """The dead-letter queue's name when none is set."""
+    return channel + "_dlq"
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
 
 MAX_DELIVERIES = 2**31 - 1  # read_count is an integer
 

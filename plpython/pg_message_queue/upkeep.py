@@ -22,14 +22,13 @@ def stats(channel: str | None) -> dict[str, Any]:
     row = _db.run(
         "SELECT"
         " pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL) AS depth,"
-        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND (NOT waiting OR visible_at <= {_NOW})) AS ready,"
-        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND waiting AND visible_at > {_NOW}"
+        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND visible_at <= {_NOW}) AS ready,"
+        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND visible_at > {_NOW}"
         " AND read_count > 0) AS in_flight,"
-        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND waiting AND visible_at > {_NOW}"
+        f" pg_catalog.count(*) FILTER (WHERE delivered_at IS NULL AND visible_at > {_NOW}"
         " AND read_count = 0) AS delayed,"
         " pg_catalog.count(*) FILTER (WHERE delivered_at IS NOT NULL) AS retained,"
-        f" {_NOW} - pg_catalog.min(sent_at)"
-        f" FILTER (WHERE delivered_at IS NULL AND (NOT waiting OR visible_at <= {_NOW}))"
+        f" {_NOW} - pg_catalog.min(sent_at) FILTER (WHERE delivered_at IS NULL AND visible_at <= {_NOW})"
         " AS oldest_ready_age"
         f" FROM {queue.table}"
     )[0]
@@ -40,8 +39,8 @@ def stats(channel: str | None) -> dict[str, Any]:
         (queue.table,),
     )
     dead = None
-    if queue.settings.get("max_deliveries"):
-        dlq = queues.find(queue.settings.get("dead_letter_queue") or queues.default_dlq(queue.channel))
+    if queue.settings.max_deliveries:
+        dlq = queues.find(queue.dlq)
         if dlq is not None:
             dead = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {dlq.table} WHERE delivered_at IS NULL")[0]["n"]
     result = dict(row)
@@ -51,13 +50,13 @@ def stats(channel: str | None) -> dict[str, Any]:
         dead_lettered=dead,
         sent_total=totals[0]["sent_total"] if totals else None,
         removed_total=totals[0]["removed_total"] if totals else None,
-        settings=json.dumps(queue.settings),
+        settings=json.dumps(queue.stored),
     )
     return result
 
 
 def _expire_batch(queue: queues.Queue, batch_size: int) -> int:
-    retention = queue.settings.get("retention") or "0"
+    retention = queue.settings.retention
     return len(
         _db.run(
             f"WITH old AS (SELECT msg_id FROM {queue.table} WHERE delivered_at IS NOT NULL"

@@ -112,7 +112,8 @@ COMMENT ON FUNCTION pg_mq_send_batch(text, anyarray, interval, integer, jsonb) I
 
 -- Python half of the receive functions: checks the call and returns the SQL
 -- that claims the messages ($1 = how many); PL/pgSQL runs it, so the rows go to
--- the client without becoming Python objects.
+-- the client without becoming Python objects. $2 is the time the claim counts
+-- as now: one value per statement, so due times are index conditions.
 CREATE OR REPLACE FUNCTION _pg_mq_get_sql(in_channel text, in_num_msgs integer, in_as_text boolean)
 RETURNS text
 LANGUAGE plpython3u
@@ -131,11 +132,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, true) USING in_num_msgs;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, true)
+    USING in_num_msgs, clock_timestamp();
 END
 $$;
 COMMENT ON FUNCTION pg_mq_get_msg_text(name, integer) IS
-'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. Not for bytea queues.';
+'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. A bytea payload comes as its text form (\\x...).';
 
 -- Claim the in_num_msgs oldest ready messages, payload as bytea.
 CREATE OR REPLACE FUNCTION pg_mq_get_msg_bin(in_channel name, in_num_msgs integer)
@@ -144,7 +146,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, false) USING in_num_msgs;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, false)
+    USING in_num_msgs, clock_timestamp();
 END
 $$;
 COMMENT ON FUNCTION pg_mq_get_msg_bin(name, integer) IS

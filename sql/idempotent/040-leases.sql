@@ -2,7 +2,7 @@
 -- and per-queue settings. Consumers run with their own rights.
 
 -- Python half of pg_mq_read: checks the call, dead-letters what is due, and
--- returns the SQL that leases ($1 = n, $2 = visibility timeout).
+-- returns the SQL that leases ($1 = n, $2 = visibility timeout, $3 = now).
 CREATE OR REPLACE FUNCTION _pg_mq_read_sql(
     in_channel text, n integer, visibility_timeout interval, wait interval, in_as_text boolean
 )
@@ -34,7 +34,7 @@ DECLARE
 BEGIN
     LOOP
         RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, true)
-        USING n, visibility_timeout;
+        USING n, visibility_timeout, clock_timestamp();
         EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
         PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
         pause := least(pause * 2, 0.1);
@@ -61,7 +61,7 @@ DECLARE
 BEGIN
     LOOP
         RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, false)
-        USING n, visibility_timeout;
+        USING n, visibility_timeout, clock_timestamp();
         EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
         PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
         pause := least(pause * 2, 0.1);
@@ -123,7 +123,7 @@ $python$;
 COMMENT ON FUNCTION pg_mq_extend(text, bigint[], interval) IS
 'Extend the lease of in-flight msg_ids of queue in_channel to now + visibility_timeout. Returns the ids extended (expired leases are not revived).';
 
--- Python half of pg_mq_pop: checks the call and returns the SQL ($1 = n).
+-- Python half of pg_mq_pop: checks the call and returns the SQL ($1 = n, $2 = now).
 CREATE OR REPLACE FUNCTION _pg_mq_pop_sql(in_channel text, n integer, in_as_text boolean)
 RETURNS text
 LANGUAGE plpython3u
@@ -142,7 +142,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, true) USING n;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, true) USING n, clock_timestamp();
 END
 $$;
 COMMENT ON FUNCTION pg_mq_pop(text, integer) IS
@@ -155,7 +155,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false) USING n;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false) USING n, clock_timestamp();
 END
 $$;
 COMMENT ON FUNCTION pg_mq_pop_bin(text, integer) IS

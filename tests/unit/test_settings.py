@@ -22,3 +22,14 @@ def test_bad_values_name_key_and_value():
     assert problem.sqlstate == "22023" and "colour" in problem.message and "max_deliveries" in problem.message
     _, problem = parse("retention", "")
     assert "must not be empty" in problem.message
+
+
+def test_settings_take_each_default_from_one_place_and_ignore_reset_keys():
+    from pg_message_queue.settings import DEFAULTS, Settings
+
+    assert Settings() == Settings.from_stored({})
+    assert DEFAULTS["dedup_window"] == Settings().dedup_window == "1 hour"
+    stored = Settings.from_stored({"max_deliveries": 3, "retention": None, "notify": False})
+    assert (stored.max_deliveries, stored.retention, stored.notify) == (3, "0", False)
+    assert stored.dlq_name("jobs") == "jobs_dlq"
+    assert Settings.from_stored({"dead_letter_queue": "graveyard"}).dlq_name("jobs") == "graveyard"
