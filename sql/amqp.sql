@@ -62,20 +62,55 @@ SELECT pg_catalog.pg_extension_config_dump('amqp.outbox_id_seq', '');
 COMMENT ON TABLE amqp.outbox IS
 'Messages not yet confirmed by their broker, in publish order (id). failed = returned, nacked or refused by the broker: the relay skips them until amqp.retry_failed().';
 
+-- Probe rows for the commit hook (below): inserted and rolled back at once, so
+-- this table stays empty. Its trigger has the outbox trigger's name, so every
+-- SET CONSTRAINTS (ALL, or by name) puts both in the same mode.
+CREATE UNLOGGED TABLE amqp._commit_probe (
+    id bigint
+);
+COMMENT ON TABLE amqp._commit_probe IS
+'Internal: lets amqp._outbox_on_commit() tell a commit from SET CONSTRAINTS ... IMMEDIATE. Always empty.';
+
 -- The commit hook. Only the first row a transaction inserts queues a trigger
--- event (the trigger's WHEN arms a transaction-local setting; see below); at
--- commit that event sends every row of the transaction from its id on, records
--- how far it got (a later event, e.g. of rows inserted without the WHEN, returns
--- at once) and disarms, so rows inserted after it (SET CONSTRAINTS ... IMMEDIATE)
--- queue an event of their own.
+-- event (the trigger's WHEN arms a transaction-local setting; see below).
+-- A deferred trigger fires at commit, but also at SET CONSTRAINTS ... IMMEDIATE
+-- and, after that, at the end of each statement: the firing first probes which
+-- it is, by inserting a row into amqp._commit_probe, whose trigger (same name,
+-- hence same mode) runs during that INSERT only when the mode is immediate. The
+-- probe runs in a subtransaction that is rolled back, taking the row and its
+-- queued event with it; the exception carries the answer out.
+-- Immediate (not the commit): nothing is sent; the trigger is deferred again
+-- and a row in amqp._commit_probe carrying the first id queues the event that
+-- sends at the real commit. Commit: send every row of the transaction from its
+-- id on, record how far it got (a later event returns at once) and disarm, so
+-- rows inserted after it (by another deferred trigger) queue an event of their own.
 CREATE FUNCTION amqp._outbox_on_commit()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    immediate boolean;
 BEGIN
+    IF NEW.id IS NULL THEN
+        -- a probe row, firing during its INSERT: the mode is immediate
+        PERFORM set_config('pg_message_queue.amqp_probe', 'fired', true);
+        RETURN NULL;
+    END IF;
     IF NEW.id <= coalesce(nullif(current_setting('pg_message_queue.amqp_sent_upto', true), '')::bigint, 0) THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        PERFORM set_config('pg_message_queue.amqp_probe', 'deferred', true);
+        INSERT INTO amqp._commit_probe (id) VALUES (null);
+        RAISE EXCEPTION USING ERRCODE = 'PMQ01', MESSAGE = current_setting('pg_message_queue.amqp_probe');
+    EXCEPTION WHEN SQLSTATE 'PMQ01' THEN
+        immediate := sqlerrm = 'fired';
+    END;
+    IF immediate THEN
+        SET CONSTRAINTS amqp.outbox_on_commit DEFERRED;
+        INSERT INTO amqp._commit_probe (id) VALUES (NEW.id);
         RETURN NULL;
     END IF;
     PERFORM
@@ -85,7 +120,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION amqp._outbox_on_commit() IS
-'Internal: deferred constraint trigger of amqp.outbox; the first firing at commit sends the transaction''s messages.';
+'Internal: deferred constraint trigger of amqp.outbox (and amqp._commit_probe); the first firing at commit sends the transaction''s messages, a firing before the commit (SET CONSTRAINTS ... IMMEDIATE) sends nothing and defers again.';
 
 -- One event per transaction instead of one per message: the WHEN is true for the
 -- first non-strict row only, and arms pg_message_queue.amqp_armed (SET LOCAL
@@ -102,6 +137,14 @@ WHEN (
         ELSE pg_catalog.set_config('pg_message_queue.amqp_armed', 'on', true) = 'on'
     END
 )
+EXECUTE FUNCTION amqp._outbox_on_commit();
+
+-- The probe's trigger: the same name as the outbox's, so that SET CONSTRAINTS
+-- amqp.outbox_on_commit ... (and ALL) switches both.
+CREATE CONSTRAINT TRIGGER outbox_on_commit
+AFTER INSERT ON amqp._commit_probe
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW
 EXECUTE FUNCTION amqp._outbox_on_commit();
 
 -- Python half of the commit hook: send rows id >= first_id of this transaction,
@@ -141,11 +184,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- The broker's flags ('m' mandatory, 's' strict, '-' neither), looked up once
-    -- per transaction and kept in a transaction-local setting: the per-message
-    -- cost is then one INSERT ... VALUES.
-    flags_name constant text := 'pg_message_queue.amqp_broker_' || translate(publish.broker_id::text, '-', 'n');
-    flags text := current_setting(flags_name, true);
+    is_mandatory boolean;
+    is_strict boolean;
+    -- The session setting can only make messages stricter: anything but an "off" value counts as on.
+    session_strict constant boolean := lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
+        NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0');
 BEGIN
     -- One expression on the fast path; _check_message says what is wrong.
     IF
@@ -160,19 +203,20 @@ BEGIN
             publish.delivery_mode, publish.priority, publish.expiration, publish.headers
         );
     END IF;
-    IF flags IS null OR flags = '' THEN
-        SELECT
-            CASE WHEN bool_or(br.mandatory) THEN 'm' ELSE '-' END
-            || CASE WHEN bool_or(br.strict) THEN 's' ELSE '-' END
-        INTO flags
-        FROM amqp.broker AS br
-        WHERE br.broker_id = publish.broker_id
-        HAVING count(*) > 0;
-        IF NOT found THEN
-            RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
-                USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
-        END IF;
-        PERFORM set_config(flags_name, flags, true);
+    -- Headers are judged by the encoder that will send them (a fraction, an integer
+    -- beyond 64 bits, a long key, deep nesting would otherwise fail at send time).
+    IF publish.headers IS NOT null THEN
+        PERFORM amqp._check_headers(publish.headers);
+    END IF;
+    -- The broker's flags, on every call (primary key lookup): nothing a publisher
+    -- can set changes them.
+    SELECT bool_or(br.mandatory), bool_or(br.strict)
+    INTO is_mandatory, is_strict
+    FROM amqp.broker AS br
+    WHERE br.broker_id = publish.broker_id;
+    IF is_strict IS null THEN
+        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
+            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
     END IF;
     INSERT INTO amqp.outbox (
         broker_id, exchange, routing_key, message, delivery_mode, content_type,
@@ -183,8 +227,8 @@ BEGIN
         publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
-        coalesce(publish.mandatory, flags LIKE 'm%'),
-        flags LIKE '_s' OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
+        coalesce(publish.mandatory, is_mandatory),
+        is_strict OR session_strict
     );
     RETURN true;
 END
@@ -234,6 +278,20 @@ END
 $$;
 COMMENT ON FUNCTION amqp._check_message(integer, varchar, varchar, varchar, integer, integer, varchar, jsonb) IS
 'Internal: argument checks of amqp.publish and amqp.autonomous_publish.';
+
+-- publish()'s check of headers: the send-time encoder (amqp_link.encode_table) judges.
+CREATE FUNCTION amqp._check_headers(headers jsonb)
+RETURNS void
+LANGUAGE plpython3u
+IMMUTABLE
+STRICT
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+pgmq.amqp.check_headers(headers)
+$python$;
+COMMENT ON FUNCTION amqp._check_headers(jsonb) IS
+'Internal: raise 22023 naming the culprit when headers cannot travel as an AMQP field table.';
 
 -- Publish at once, whatever the calling transaction does later.
 CREATE FUNCTION amqp.autonomous_publish(
@@ -315,6 +373,24 @@ $python$;
 COMMENT ON FUNCTION amqp.flush(integer, integer, boolean) IS
 'Publish up to max_messages committed messages kept in amqp.outbox (of broker_id, or all brokers), oldest first, deleting each after its confirm. Returns how many were delivered; WARNING (unless quiet) when some could not be.';
 
+-- The relay's flush: what amqp.flush does, plus what the relay must know.
+CREATE FUNCTION amqp._flush_batch(
+    broker_id integer,
+    max_messages integer,
+    OUT delivered bigint,
+    OUT pending boolean,
+    OUT last_error text
+)
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.flush_batch(broker_id, max_messages, True)
+$python$;
+COMMENT ON FUNCTION amqp._flush_batch(integer, integer) IS
+'Internal, for amqp.relay: flush quietly; returns how many were delivered, whether deliverable messages remain, and the first error met.';
+
 -- Make failed (returned, nacked, refused) messages eligible for delivery again.
 CREATE FUNCTION amqp.retry_failed(broker_id integer DEFAULT null)
 RETURNS bigint
@@ -334,7 +410,7 @@ COMMENT ON FUNCTION amqp.retry_failed(integer) IS
 
 -- The relay: flush, COMMIT, repeat; sleeps poll_interval when there is nothing
 -- to do (or the broker is down). No SECURITY DEFINER and no SET clause: both
--- forbid COMMIT in a procedure; it only calls amqp.flush.
+-- forbid COMMIT in a procedure; it only calls amqp._flush_batch.
 CREATE PROCEDURE amqp.relay(
     broker_id integer DEFAULT null,
     batch_size integer DEFAULT 1000,
