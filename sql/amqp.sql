@@ -113,6 +113,16 @@ BEGIN
         INSERT INTO amqp._commit_probe (id) VALUES (NEW.id);
         RETURN NULL;
     END IF;
+    -- PREPARE TRANSACTION fires deferred triggers too, but the transaction may
+    -- still roll back (ROLLBACK PREPARED, or at once when prepared transactions
+    -- are disabled). Nothing tells a trigger which statement ends the transaction
+    -- but the client's query text: when it holds PREPARE TRANSACTION, the messages
+    -- stay in the outbox for the relay, like strict ones.
+    IF coalesce(current_query(), '') ~* '\mprepare(\s|/\*.*\*/|--[^\n]*(\n|$))+transaction\M' THEN
+        RAISE NOTICE 'pg_message_queue: amqp: PREPARE TRANSACTION: the messages stay in amqp.outbox until the relay sends them (after COMMIT PREPARED)';
+        PERFORM set_config('pg_message_queue.amqp_sent_upto', '9223372036854775807', true);
+        RETURN NULL;
+    END IF;
     PERFORM
         set_config('pg_message_queue.amqp_sent_upto', amqp._send_transaction(NEW.id)::text, true),
         set_config('pg_message_queue.amqp_armed', '', true);

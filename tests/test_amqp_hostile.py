@@ -36,19 +36,19 @@ def clean(text: str | None) -> None:
 
 # ---- headers the encoder cannot carry -------------------------------------------------
 
-BAD_HEADERS = [
-    ('{"big": 18446744073709551616}', r"header 'big': integer 18446744073709551616 does not fit"),
-    ('{"neg": -9223372036854775809}', r"header 'neg': integer .* does not fit"),
-    (json.dumps({"k" * 300: 1}), r"header key 'k+'\.\.\. is longer than 255 bytes"),
-    (nested(1200), r"nest deeper than 100 levels"),
-    (nested(101), r"nests deeper than 100 levels"),
-    ('{"list": ' + "[" * 101 + "]" * 101 + "}", r"header 'list' nests deeper than 100 levels"),
-    ('{"pi": 3.14159265358979}', r"header 'pi': 3.14159265358979 has too many digits"),
-    (json.dumps({"blob": "x" * 70000}), r"headers take \d+ bytes encoded, more than"),
-]
+BAD_HEADERS = {
+    "integer of 2**64": ('{"big": 18446744073709551616}', r"header 'big': integer 18446744073709551616 does not fit"),
+    "integer below -2**63": ('{"neg": -9223372036854775809}', r"header 'neg': integer .* does not fit"),
+    "key of 300 bytes": (json.dumps({"k" * 300: 1}), r"header key 'k+'\.\.\. is longer than 255 bytes"),
+    "1200 levels": (nested(1200), r"nest deeper than 100 levels"),
+    "101 levels": (nested(101), r"nests deeper than 100 levels"),
+    "101 levels of arrays": ('{"list": ' + "[" * 101 + "]" * 101 + "}", r"header 'list' nests deeper than 100"),
+    "15 digits": ('{"pi": 3.14159265358979}', r"header 'pi': 3.14159265358979 has too many digits"),
+    "70 kB": (json.dumps({"blob": "x" * 70000}), r"headers take \d+ bytes encoded, more than"),
+}
 
 
-@pytest.mark.parametrize(("headers", "match"), BAD_HEADERS)
+@pytest.mark.parametrize(("headers", "match"), BAD_HEADERS.values(), ids=BAD_HEADERS.keys())
 def test_headers_amqp_cannot_carry_are_refused_by_publish(
     publisher: psycopg.Connection, broker: int, headers: str, match: str
 ) -> None:
@@ -225,6 +225,28 @@ def test_do_block_raising_after_set_constraints_sends_nothing(
     assert [b for _, b in rabbit.drain(queue, 1)] == ["marker"]
 
 
+@pytest.mark.parametrize(
+    "prepare", ["PREPARE TRANSACTION 'p1'", "prepare /* a /* nested */ comment */ transaction 'p1'"]
+)
+def test_prepare_transaction_sends_nothing_until_commit_prepared(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int, prepare: str
+) -> None:
+    """PREPARE TRANSACTION fires deferred triggers, but the transaction can still roll
+    back (here at once when prepared transactions are disabled, else ROLLBACK PREPARED)."""
+    queue = rabbit.queue()
+    conn = connect()
+    conn.execute("BEGIN")
+    conn.execute("SELECT amqp.publish(1, '', %s, 'x')", (queue,))
+    try:
+        conn.execute(prepare)
+        conn.execute("ROLLBACK PREPARED 'p1'")
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        pass  # max_prepared_transactions = 0: PREPARE fails after the deferred triggers ran
+    conn.execute("SELECT amqp.publish(1, '', %s, 'marker')", (queue,))
+    assert [b for _, b in rabbit.drain(queue, 1)] == ["marker"]
+    assert depth(conn) == 0
+
+
 # ---- settings a publisher can set -----------------------------------------------------
 
 
@@ -395,15 +417,18 @@ def test_relay_role_without_flush_batch_gets_a_clear_error(db: psycopg.Connectio
         ("SELECT amqp.publish(1, '', 'q', 'm', expiration => 'soon')", "22023"),
         ("SELECT amqp.publish(42, '', 'q', 'm')", "42704"),
         ("SELECT amqp.exchange_declare(1, NULL, 'direct', false, false)", "22004"),
+        ("BEGIN; CALL amqp.relay(run_for => '1 second')", "2D000"),
         ("SELECT amqp.exchange_declare(1, 'x', 'no-such-type', false, false)", "08006"),
     ],
 )
 def test_errors_read_as_pg_message_queue_without_python_internals(
     publisher: psycopg.Connection, db: psycopg.Connection, broker: int, sql: str, sqlstate: str
 ) -> None:
-    conn = db if "exchange_declare" in sql else publisher
+    conn = db if "exchange_declare" in sql or "relay" in sql else publisher
     with pytest.raises(psycopg.Error) as info:
         conn.execute(sql)
+    if sql.startswith("BEGIN"):
+        conn.execute("ROLLBACK")
     diag = info.value.diag
     assert info.value.sqlstate == sqlstate, info.value
     assert (diag.message_primary or "").startswith("pg_message_queue:"), diag.message_primary

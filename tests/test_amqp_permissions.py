@@ -85,9 +85,9 @@ def test_granted_relay_role_can_flush(db: psycopg.Connection, dsn: str, rabbit: 
     db.execute(f"GRANT USAGE ON SCHEMA amqp TO {role}")
     db.execute(f"GRANT EXECUTE ON FUNCTION amqp.flush(integer, integer, boolean) TO {role}")
     db.execute(
-        f"GRANT EXECUTE ON PROCEDURE amqp.relay(integer, integer, double precision, interval, boolean),"
-        f" FUNCTION amqp._flush_batch(integer, integer) TO {role}"
+        f"GRANT EXECUTE ON PROCEDURE amqp.relay(integer, integer, double precision, interval, boolean) TO {role}"
     )
+    db.execute(f"GRANT EXECUTE ON FUNCTION amqp._flush_batch(integer, integer) TO {role}")
     queue = rabbit.queue()
     db.execute("UPDATE amqp.broker SET strict = true")
     db.execute("SELECT amqp.publish(1, '', %s, 'relayed')", (queue,))
