@@ -194,8 +194,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    is_mandatory boolean;
-    is_strict boolean;
     -- The session setting can only make messages stricter: anything but an "off" value counts as on.
     session_strict constant boolean := lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
         NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0');
@@ -218,28 +216,26 @@ BEGIN
     IF publish.headers IS NOT null THEN
         PERFORM amqp._check_headers(publish.headers);
     END IF;
-    -- The broker's flags, on every call (primary key lookup): nothing a publisher
-    -- can set changes them.
-    SELECT bool_or(br.mandatory), bool_or(br.strict)
-    INTO is_mandatory, is_strict
-    FROM amqp.broker AS br
-    WHERE br.broker_id = publish.broker_id;
-    IF is_strict IS null THEN
-        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
-            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
-    END IF;
+    -- The broker's flags are read by this INSERT, on every call (primary key index):
+    -- nothing a publisher can set changes them. No row: no such broker.
     INSERT INTO amqp.outbox (
         broker_id, exchange, routing_key, message, delivery_mode, content_type,
         reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
     )
-    VALUES (
+    SELECT
         publish.broker_id, publish.exchange, publish.routing_key, publish.message,
         publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
-        coalesce(publish.mandatory, is_mandatory),
-        is_strict OR session_strict
-    );
+        coalesce(publish.mandatory, bool_or(br.mandatory)),
+        bool_or(br.strict) OR session_strict
+    FROM amqp.broker AS br
+    WHERE br.broker_id = publish.broker_id
+    HAVING count(*) > 0;
+    IF NOT found THEN
+        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
+            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
+    END IF;
     RETURN true;
 END
 $$;
