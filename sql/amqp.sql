@@ -171,6 +171,12 @@ $python$;
 COMMENT ON FUNCTION amqp._send_transaction(bigint) IS
 'Internal: publish this transaction''s outbox rows from first_id on with confirms; delete the confirmed ones.';
 
+-- publish()'s per-session cache of the broker's flags (see there). Unlogged: its
+-- value is per session (currval) and never needs to survive anything.
+CREATE UNLOGGED SEQUENCE amqp._broker_flags MINVALUE 0;  -- noqa: PRS
+COMMENT ON SEQUENCE amqp._broker_flags IS
+'Internal: amqp.publish() keeps the flags of the broker it last published to in this session''s currval.';
+
 -- Queue a message for publication when the calling transaction commits.
 -- PL/pgSQL rather than PL/Python: it runs once per message and only inserts.
 CREATE FUNCTION amqp.publish(
@@ -194,6 +200,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    key bigint;
+    flags integer;
     -- The session setting can only make messages stricter: anything but an "off" value counts as on.
     session_strict constant boolean := lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
         NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0');
@@ -216,26 +224,44 @@ BEGIN
     IF publish.headers IS NOT null THEN
         PERFORM amqp._check_headers(publish.headers);
     END IF;
-    -- The broker's flags are read by this INSERT, on every call (primary key index):
-    -- nothing a publisher can set changes them. No row: no such broker.
+    -- The broker's flags, looked up once per transaction and broker, then kept in
+    -- this session's value of sequence amqp._broker_flags (currval): only the
+    -- extension's own code can set it (publishers have no rights on the sequence),
+    -- so no setting a publisher can change skips the broker check or weakens the flags.
+    -- Key: transaction id (low 40 bits), broker_id (21 bits), then mandatory, strict.
+    IF publish.broker_id BETWEEN 0 AND 2097151 THEN
+        key := (pg_current_xact_id()::text::bigint % 1099511627776) * 8388608 + publish.broker_id * 4;
+        IF current_setting('pg_message_queue.amqp_flags_cached', true) = 'on' THEN
+            flags := currval('amqp._broker_flags') - key;
+        END IF;
+    END IF;
+    IF flags IS null OR flags NOT BETWEEN 0 AND 3 THEN
+        SELECT bool_or(br.mandatory)::integer * 2 + bool_or(br.strict)::integer
+        INTO flags
+        FROM amqp.broker AS br
+        WHERE br.broker_id = publish.broker_id;
+        IF flags IS null THEN
+            RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
+                USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
+        END IF;
+        IF key IS NOT null THEN
+            PERFORM
+                setval('amqp._broker_flags', key + flags),
+                set_config('pg_message_queue.amqp_flags_cached', 'on', false);
+        END IF;
+    END IF;
     INSERT INTO amqp.outbox (
         broker_id, exchange, routing_key, message, delivery_mode, content_type,
         reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
     )
-    SELECT
+    VALUES (
         publish.broker_id, publish.exchange, publish.routing_key, publish.message,
         publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
-        coalesce(publish.mandatory, bool_or(br.mandatory)),
-        bool_or(br.strict) OR session_strict
-    FROM amqp.broker AS br
-    WHERE br.broker_id = publish.broker_id
-    HAVING count(*) > 0;
-    IF NOT found THEN
-        RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
-            USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
-    END IF;
+        coalesce(publish.mandatory, flags >= 2),
+        flags % 2 = 1 OR session_strict
+    );
     RETURN true;
 END
 $$;

@@ -37,6 +37,7 @@ GRANT SELECT (
     broker_id, hosts, outbox_depth, failed, oldest_kept_at, oldest_kept_age, last_attempt_at
 ) ON amqp.status TO public;
 REVOKE ALL ON amqp._commit_probe FROM public;
+REVOKE ALL ON SEQUENCE amqp._broker_flags FROM public;
 REVOKE ALL ON FUNCTION amqp._check_headers(jsonb) FROM public;
 REVOKE ALL ON FUNCTION amqp._flush_batch(integer, integer) FROM public;
 REVOKE ALL ON FUNCTION amqp._send_transaction(bigint) FROM public;

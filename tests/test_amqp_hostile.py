@@ -266,6 +266,33 @@ def test_publisher_cannot_weaken_the_brokers_flags_or_skip_its_check(
     assert [b for _, b in rabbit.drain(queue, 1)] == ["strict"]
 
 
+def test_forged_flags_cache_marker_fails_the_forgers_publish(
+    db: psycopg.Connection, publisher: psycopg.Connection, broker: int
+) -> None:
+    """The cache lives in a sequence publishers cannot touch; claiming it is filled only breaks one's own publish."""
+    db.execute("UPDATE amqp.broker SET strict = true")
+    publisher.execute("SET pg_message_queue.amqp_flags_cached = on")
+    fails(publisher, "SELECT amqp.publish(1, '', 'q', 'm')", sqlstate="55000", match="currval")
+    fails(publisher, "SELECT setval('amqp._broker_flags', 0)", sqlstate="42501", match="permission denied")
+    publisher.execute("RESET pg_message_queue.amqp_flags_cached")
+    publisher.execute("SELECT amqp.publish(1, '', 'q', 'm')")
+    publisher.execute("SET pg_message_queue.amqp_flags_cached = on")  # now filled: still the broker's flags
+    publisher.execute("SELECT amqp.publish(1, '', 'q', 'm', mandatory => false)")
+    assert db.execute("SELECT strict FROM amqp.outbox").fetchall() == [(True,), (True,)]
+
+
+def test_flags_changed_by_an_administrator_apply_to_the_next_transaction(
+    db: psycopg.Connection, publisher: psycopg.Connection, broker: int
+) -> None:
+    publisher.execute("SELECT amqp.publish(1, '', 'nowhere', 'sent')")
+    db.execute("UPDATE amqp.broker SET strict = true")
+    publisher.execute("SELECT amqp.publish(1, '', 'nowhere', 'kept')")
+    db.execute("UPDATE amqp.broker SET strict = false, mandatory = true")
+    publisher.execute("SELECT amqp.publish(1, '', 'nowhere', 'returned')")
+    rows = db.execute("SELECT message, strict, mandatory, failed FROM amqp.outbox ORDER BY id").fetchall()
+    assert rows == [("kept", True, False, False), ("returned", False, True, True)]
+
+
 @pytest.mark.parametrize("value", ["on", "yes", "banana"])
 def test_session_strict_setting_only_makes_stricter(
     db: psycopg.Connection, publisher: psycopg.Connection, broker: int, value: str
