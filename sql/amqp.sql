@@ -201,7 +201,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     key bigint;
-    flags integer;
+    flags bigint;
     -- The session setting can only make messages stricter: anything but an "off" value counts as on.
     session_strict constant boolean := lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
         NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0');

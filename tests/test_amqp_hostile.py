@@ -293,6 +293,20 @@ def test_flags_changed_by_an_administrator_apply_to_the_next_transaction(
     assert rows == [("kept", True, False, False), ("returned", False, True, True)]
 
 
+def test_flags_cache_of_a_long_gone_transaction_is_not_used(
+    db: psycopg.Connection, publisher: psycopg.Connection, rabbit: Rabbit, broker: int
+) -> None:
+    """Many transactions (of other sessions) between two publishes of one session."""
+    queue = rabbit.queue()
+    publisher.execute("SELECT amqp.publish(1, '', %s, 'first')", (queue,))
+    for _ in range(600):
+        db.execute("SELECT pg_current_xact_id()")
+    db.execute("UPDATE amqp.broker SET strict = true")
+    publisher.execute("SELECT amqp.publish(1, '', %s, 'second')", (queue,))
+    assert [b for _, b in rabbit.drain(queue, 1)] == ["first"]
+    assert db.execute("SELECT message, strict FROM amqp.outbox").fetchall() == [("second", True)]
+
+
 @pytest.mark.parametrize("value", ["on", "yes", "banana"])
 def test_session_strict_setting_only_makes_stricter(
     db: psycopg.Connection, publisher: psycopg.Connection, broker: int, value: str
