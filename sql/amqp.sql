@@ -202,9 +202,6 @@ AS $$
 DECLARE
     key bigint;
     flags bigint;
-    -- The session setting can only make messages stricter: anything but an "off" value counts as on.
-    session_strict constant boolean := lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
-        NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0');
 BEGIN
     -- One expression on the fast path; _check_message says what is wrong.
     IF
@@ -229,12 +226,12 @@ BEGIN
     -- extension's own code can set it (publishers have no rights on the sequence),
     -- so no setting a publisher can change skips the broker check or weakens the flags.
     -- Key: transaction id (low 40 bits), broker_id (21 bits), then mandatory, strict.
-    IF publish.broker_id BETWEEN 0 AND 2097151 THEN
-        key := (pg_current_xact_id()::text::bigint % 1099511627776) * 8388608 + publish.broker_id * 4;
-        IF current_setting('pg_message_queue.amqp_flags_cached', true) = 'on' THEN
-            flags := currval('amqp._broker_flags') - key;
-        END IF;
-    END IF;
+    key := CASE WHEN publish.broker_id BETWEEN 0 AND 2097151 THEN
+        (pg_current_xact_id()::text::bigint % 1099511627776) * 8388608 + publish.broker_id * 4
+    END;
+    flags := CASE WHEN current_setting('pg_message_queue.amqp_flags_cached', true) = 'on' THEN
+        currval('amqp._broker_flags') - key
+    END;
     IF flags IS null OR flags NOT BETWEEN 0 AND 3 THEN
         SELECT bool_or(br.mandatory)::integer * 2 + bool_or(br.strict)::integer
         INTO flags
@@ -260,7 +257,9 @@ BEGIN
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
         coalesce(publish.mandatory, flags >= 2),
-        flags % 2 = 1 OR session_strict
+        -- the session setting can only make messages stricter: anything but "off" counts as on
+        flags % 2 = 1 OR lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
+        NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0')
     );
     RETURN true;
 END
