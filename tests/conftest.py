@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
+from helpers import as_role
 from servers import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,3 +222,17 @@ def broker(rabbit: Rabbit, db: psycopg.Connection) -> int:
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.fixture
+def publisher(db: psycopg.Connection, dsn: str) -> Iterator[psycopg.Connection]:
+    """A LOGIN role with USAGE on schema amqp, nothing else: the publishing role (autocommit)."""
+    role = f"amqp_pub_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    db.execute(f"GRANT USAGE ON SCHEMA amqp TO {role}")
+    db.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+    conn = psycopg.connect(as_role(dsn, role), autocommit=True)
+    yield conn
+    conn.close()
+    db.execute(f"DROP OWNED BY {role}")
+    db.execute(f"DROP ROLE {role}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -15,20 +14,6 @@ if TYPE_CHECKING:
     from conftest import Rabbit
 
 _n = itertools.count()
-
-
-@pytest.fixture
-def publisher(db: psycopg.Connection, dsn: str) -> Iterator[psycopg.Connection]:
-    """A LOGIN role with USAGE on schema amqp, nothing else: the publishing role."""
-    role = f"amqp_pub_{uuid.uuid4().hex[:8]}"
-    db.execute(f"CREATE ROLE {role} LOGIN")
-    db.execute(f"GRANT USAGE ON SCHEMA amqp TO {role}")
-    db.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
-    conn = psycopg.connect(as_role(dsn, role), autocommit=True)
-    yield conn
-    conn.close()
-    db.execute(f"DROP OWNED BY {role}")
-    db.execute(f"DROP ROLE {role}")
 
 
 def test_publishing_role_publishes_on_commit(publisher: psycopg.Connection, rabbit: Rabbit, broker: int) -> None:
@@ -102,6 +87,7 @@ def test_granted_relay_role_can_flush(db: psycopg.Connection, dsn: str, rabbit: 
     db.execute(
         f"GRANT EXECUTE ON PROCEDURE amqp.relay(integer, integer, double precision, interval, boolean) TO {role}"
     )
+    db.execute(f"GRANT EXECUTE ON FUNCTION amqp._flush_batch(integer, integer) TO {role}")
     queue = rabbit.queue()
     db.execute("UPDATE amqp.broker SET strict = true")
     db.execute("SELECT amqp.publish(1, '', %s, 'relayed')", (queue,))

@@ -132,11 +132,11 @@ def test_publish_after_a_savepoint_undid_the_first_one_is_delivered(
     assert outbox_depth(conn) == 0
 
 
-def test_constraints_immediate_sends_each_statement(
+def test_constraints_immediate_still_sends_everything_at_commit(
     connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
 ) -> None:
-    """With SET CONSTRAINTS ALL IMMEDIATE the trigger fires after each statement; a
-    later statement's messages are sent too, not left for the relay."""
+    """SET CONSTRAINTS ALL IMMEDIATE does not make messages leave early (the trigger
+    defers itself again); every statement's messages are sent at commit, not left for the relay."""
     queue = rabbit.queue()
     conn = connect(autocommit=False)
     conn.execute("SET CONSTRAINTS ALL IMMEDIATE")

@@ -318,9 +318,6 @@ def test_a_superuser_calling_the_unpinned_functions_never_runs_attacker_objects(
     assert [m for m in seen[before:] if m.startswith("TRAP")] == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: amqp.publish trusts a session-settable GUC and skips the broker lookup (and its flags)"
-)
 def test_a_publisher_cannot_forge_the_broker_lookup_through_session_settings(db, prepared, attacker):
     """publish() caches a broker's flags in a setting named after the broker: a publisher
     who sets it first must not skip the check that the broker exists."""

@@ -462,11 +462,6 @@ def test_backend_terminated_or_cancelled_while_commit_waits_for_confirms_commits
     print(f"\n{how} during the confirm wait: {arrived['signalled']} copies of the uncommitted message arrived")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the broker stops answering (SIGSTOP, partition), COMMIT blocks until it answers again,"
-    " not confirm_timeout: dropping the link waits for Connection.CloseOk without a timeout",
-)
 def test_commit_returns_within_confirm_timeout_when_the_broker_stops_answering(fresh_dsn: str, rmq: Rabbit) -> None:
     """README: a confirm wait is bounded by confirm_timeout (2 s here), after which the
     commit succeeds with a WARNING and keeps the message in amqp.outbox. We give it 10 s."""

@@ -8,6 +8,7 @@ function and type is documented.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -150,3 +151,26 @@ def test_every_public_function_and_result_type_is_documented(dsn):
     missing = [f for f in _functions(dsn) if not f.split(".")[-1].startswith("_") and f"`{f}" not in README]
     missing += [t for t in types if t not in README]
     assert missing == [], f"not in the README: {missing}"
+
+
+def systemd_units() -> list[tuple[str, str]]:
+    """(file name, text) of every ```ini block that starts with ``# /etc/systemd/system/<unit>``."""
+    found = []
+    for m in FENCE.finditer(README):
+        first, _, rest = m.group("body").partition("\n")
+        if m.group("info").strip() == "ini" and first.startswith("# /etc/systemd/system/"):
+            found.append((first.rsplit("/", 1)[1], rest))
+    return found
+
+
+def test_the_readme_systemd_units_pass_systemd_analyze_verify(tmp_path):
+    units = systemd_units()
+    assert len(units) >= 2
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here: the units' syntax cannot be verified")
+    for name, text in units:
+        (tmp_path / name).write_text(text)
+        run = subprocess.run(
+            ["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True, check=False
+        )
+        assert run.returncode == 0 and "Unknown" not in run.stderr, f"{name}:\n{run.stderr}"

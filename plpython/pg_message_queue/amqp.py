@@ -10,6 +10,7 @@ Connections and the pipelined confirm logic live in ``amqp_link``.
 
 from __future__ import annotations
 
+import decimal
 import json
 import time
 import uuid
@@ -30,15 +31,22 @@ _HOSTS = (
     "SELECT host, port, vhost, username, password, tls, tls_ca_file, heartbeat, connect_timeout,"
     " confirm_timeout FROM amqp.broker WHERE broker_id = $1 ORDER BY failover_order, host, port"
 )
-_RELAY_LOCK = "pg_message_queue amqp relay"
 TXID_HEADER = "x-pg-txid"
 CHUNK = 2000
 _MAX_ID = 2**63 - 1
 
-# What the last flush in this backend met and left, for the relay (same backend;
-# the relay runs with its caller's rights and cannot read the outbox itself).
-last_flush_error: list[str | None] = [None]
-last_flush_left: list[bool] = [False]
+
+def _run_checked(sql: str, types: tuple[str, ...], args: tuple[Any, ...], hint: str | None = None) -> Any:
+    """_db.run for statements whose errors are the caller's (argument checks,
+    privileges): re-raised with their SQLSTATE and text, without PL/Python's
+    exception-class prefix."""
+    try:
+        return _db.run(sql, types, args)
+    except _db.SPIError as exc:
+        if _db.must_propagate(exc):
+            raise
+        message = str(exc.args[0] if exc.args else exc).removeprefix("pg_message_queue: ")
+        _db.fail(exc.sqlstate or "XX000", message, getattr(exc, "detail", None), getattr(exc, "hint", None) or hint)
 
 
 def _hosts(broker_id: int) -> list[dict[str, Any]]:
@@ -58,15 +66,35 @@ def _txid_table(txid: str) -> bytes:
     return table
 
 
+def _json(text: str) -> Any:
+    """JSON as the encoder takes it: numbers with a fraction as Decimal (AMQP decimal)."""
+    return json.loads(text, parse_float=decimal.Decimal)
+
+
+def check_headers(headers: str) -> None:
+    """publish()'s check of its headers argument: the encoder used at send time judges."""
+    try:
+        table = _json(headers)
+        if not isinstance(table, dict):
+            raise link.EncodeError("headers must be a JSON object")
+        link.encode_table({**table, TXID_HEADER: "0"})
+    except link.EncodeError as exc:
+        _db.fail("22023", f"amqp: {exc}")
+    except RecursionError:
+        _db.fail("22023", f"amqp: headers nest deeper than {link.MAX_TABLE_DEPTH} levels")
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        _db.fail("22023", f"amqp: headers cannot be read: {link.reason(exc)}")
+
+
 def _properties(row: dict[str, Any]) -> bytes:
     """The encoded AMQP properties of an outbox row (_ROW) or of a row dict with
     one key per property (autonomous_publish): headers get x-pg-txid."""
     if "delivery_mode" in row:
-        headers = json.loads(row["headers"]) if row.get("headers") else None
+        headers = _json(row["headers"]) if row.get("headers") else None
         mode, ctype, reply_to, corr = row["delivery_mode"], row["content_type"], row["reply_to"], row["correlation_id"]
         expiration, priority = row["expiration"], row["priority"]
     elif row["props"] is not None:
-        mode, ctype, reply_to, corr, headers, expiration, priority = json.loads(row["props"])
+        mode, ctype, reply_to, corr, headers, expiration, priority = _json(row["props"])
     else:
         return link.encode_properties(headers=_txid_table(row["txid"]), message_id=row["message_id"])
     table = link.encode_table({**headers, TXID_HEADER: row["txid"]}) if headers else _txid_table(row["txid"])
@@ -104,8 +132,8 @@ def _send(broker_id: int, rows: list[dict[str, Any]], meanwhile: Any = None) -> 
         for i, r in enumerate(rows):
             try:
                 messages.append(_message(r))
-            except (ValueError, TypeError, OverflowError) as exc:  # e.g. a property longer than 255 bytes
-                outcomes[i] = link.Outcome(link.INVALID, f"cannot be encoded: {exc}")
+            except Exception as exc:  # a property over 255 bytes, bad headers: only this row fails
+                outcomes[i] = link.Outcome(link.INVALID, f"cannot be encoded: {link.reason(exc)}")
                 continue
             index.append(i)
         if messages:
@@ -115,11 +143,11 @@ def _send(broker_id: int, rows: list[dict[str, Any]], meanwhile: Any = None) -> 
     except link.LinkError as exc:
         return [link.Outcome(link.UNCONFIRMED, exc.message) for _ in rows]
     except Exception as exc:  # a broker problem must never abort the caller's commit
-        return [link.Outcome(link.UNCONFIRMED, f"unexpected error publishing: {exc!r}") for _ in rows]
+        return [link.Outcome(link.UNCONFIRMED, f"unexpected error publishing: {link.reason(exc)}") for _ in rows]
 
 
-def _record(broker_id: int, rows: list[dict[str, Any]], outcomes: list[link.Outcome]) -> tuple[int, int]:
-    """Delete the confirmed rows, note the error on the others. Returns (delivered, kept)."""
+def _record(broker_id: int, rows: list[dict[str, Any]], outcomes: list[link.Outcome]) -> tuple[int, str | None]:
+    """Delete the confirmed rows, note the error on the others. Returns (delivered, first error or None)."""
     acked = [r["id"] for r, o in zip(rows, outcomes, strict=True) if o.status == link.ACK]
     if acked:
         _db.run("DELETE FROM amqp.outbox WHERE id = ANY($1)", ("bigint[]",), (acked,))
@@ -134,9 +162,7 @@ def _record(broker_id: int, rows: list[dict[str, Any]], outcomes: list[link.Outc
             ("bigint[]", "text", "boolean"),
             (ids, error, failed),
         )
-    if kept:
-        last_flush_error[0] = f"broker {broker_id}: " + next(iter(kept))[0]
-    return len(acked), len(rows) - len(acked)
+    return len(acked), f"broker {broker_id}: " + next(iter(kept))[0] if kept else None
 
 
 def _warn_kept(broker_id: int, outcomes: list[link.Outcome], when: str) -> None:
@@ -223,15 +249,33 @@ def send_transaction(first_id: int) -> int:
     return int(rows[-1]["id"])
 
 
-def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
-    """Deliver kept messages, oldest first per broker; returns how many were confirmed.
+def _lock_broker(broker_id: int) -> bool:
+    """Take the relay lock of ``broker_id`` for this transaction: a row lock on its
+    first amqp.broker row (taking one needs UPDATE on amqp.broker, which publishers
+    lack). False when another transaction holds it; True when the broker has no row
+    (its messages then fail with "no AMQP broker", nothing is sent)."""
+    got = _db.run(
+        "SELECT 1 AS ok FROM amqp.broker WHERE broker_id = $1 ORDER BY failover_order, host, port LIMIT 1"
+        " FOR NO KEY UPDATE SKIP LOCKED",
+        ("integer",),
+        (broker_id,),
+    )
+    if got:
+        return True
+    return not _db.run("SELECT 1 AS x FROM amqp.broker WHERE broker_id = $1 LIMIT 1", ("integer",), (broker_id,))
 
-    A transaction-scoped advisory lock per broker keeps two relays from sending
-    the same rows (and from mixing up their order); a broker whose lock is
-    taken is skipped. A broker stops at the first chunk with an unanswered message.
+
+def flush_batch(broker_id: int | None, max_messages: int | None, quiet: bool) -> tuple[int, bool, str | None]:
+    """Deliver kept messages, oldest first per broker.
+
+    Returns (delivered, pending, last_error): how many were confirmed, whether
+    deliverable messages remain, the first error met (None if none). A
+    transaction-scoped lock per broker (_lock_broker) keeps two relays from
+    sending the same rows (and from mixing up their order); a broker whose lock
+    is taken is skipped. A broker stops at the first chunk with an unanswered message.
     """
     limit = max_messages if max_messages is not None else 10000
-    last_flush_error[0] = None
+    error: str | None = None
     brokers = _db.run(
         "SELECT DISTINCT broker_id FROM amqp.outbox WHERE NOT failed"
         " AND ($1::integer IS NULL OR broker_id = $1) ORDER BY broker_id",
@@ -240,12 +284,7 @@ def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
     )
     delivered = 0
     for b in [r["broker_id"] for r in brokers]:
-        got = _db.run(
-            "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), $2) AS ok",
-            ("text", "integer"),
-            (_RELAY_LOCK, b),
-        )
-        if not got[0]["ok"]:
+        if not _lock_broker(b):
             continue
         while delivered < limit:
             rows = _db.run(
@@ -257,18 +296,24 @@ def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
                 break
             rows = list(rows)
             outcomes = _send(b, rows)
-            done, _kept = _record(b, rows, outcomes)
+            done, kept_error = _record(b, rows, outcomes)
             delivered += done
+            error = error or kept_error
             if not quiet:
                 _warn_kept(b, outcomes, "by amqp.flush")
             if any(o.status == link.UNCONFIRMED for o in outcomes):
                 break
-    last_flush_left[0] = _db.run(
+    pending = _db.run(
         "SELECT EXISTS (SELECT FROM amqp.outbox WHERE NOT failed AND ($1::integer IS NULL OR broker_id = $1)) AS p",
         ("integer",),
         (broker_id,),
     )[0]["p"]
-    return delivered
+    return delivered, bool(pending), error
+
+
+def flush(broker_id: int | None, max_messages: int | None, quiet: bool) -> int:
+    """amqp.flush(): how many kept messages were delivered (see flush_batch)."""
+    return flush_batch(broker_id, max_messages, quiet)[0]
 
 
 def relay(
@@ -279,20 +324,51 @@ def relay(
     exit_when_empty: bool,
 ) -> None:
     """The relay loop: flush, COMMIT, and sleep when idle; reports changes of error state."""
-    _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause (_db.commit re-pins)
+    caller_path = _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause (_db.commit re-pins)
+    try:
+        _commit()  # fails at once inside a transaction block, before anything is sent
+        _relay_loop(broker_id, batch_size, poll_interval, run_for, exit_when_empty)
+    finally:
+        _db.restore_search_path(caller_path)
+
+
+def _commit() -> None:
+    try:
+        _db.commit()
+    except _db.SPIError as exc:
+        if getattr(exc, "sqlstate", None) != "2D000":
+            raise
+        _db.fail(
+            "2D000",
+            "amqp.relay cannot run inside a transaction block: it commits after every batch",
+            hint="CALL it on its own, outside BEGIN ... COMMIT (and not from a function).",
+        )
+
+
+def _relay_loop(
+    broker_id: int | None,
+    batch_size: int,
+    poll_interval: float,
+    run_for: str | None,
+    exit_when_empty: bool,
+) -> None:
     seconds = None
     if run_for is not None:
         seconds = _db.interval_seconds(run_for)
     deadline = None if seconds is None else time.monotonic() + seconds
     reported: str | None = None
     while True:
-        n = _db.run("SELECT amqp.flush($1, $2, true) AS n", ("integer", "integer"), (broker_id, batch_size))[0]["n"]
-        error = last_flush_error[0]
+        got = _run_checked(
+            "SELECT delivered, pending, last_error FROM amqp._flush_batch($1, $2)",
+            ("integer", "integer"),
+            (broker_id, batch_size),
+            hint="A relay role needs EXECUTE on amqp.relay and on amqp._flush_batch(integer, integer).",
+        )[0]
+        n, pending, error = got["delivered"], got["pending"], got["last_error"]
         if error is not None and error != reported:
             _db.warn(f"pg_message_queue: amqp.relay: cannot deliver yet: {error}")
         reported = error
-        pending = last_flush_left[0]
-        _db.commit()
+        _commit()
         if exit_when_empty and not pending:
             return
         if deadline is not None and time.monotonic() >= deadline:
@@ -351,7 +427,7 @@ def autonomous_publish(
     mandatory: bool | None,
 ) -> bool:
     """Publish now and wait for the confirm; raise on any failure."""
-    _db.run(
+    _run_checked(
         "SELECT amqp._check_message($1, $2, $3, $4, $5, $6, $7, $8)",
         ("integer", "varchar", "varchar", "varchar", "integer", "integer", "varchar", "jsonb"),
         (broker_id, exchange, routing_key, message, delivery_mode, priority, expiration, headers),
@@ -381,8 +457,8 @@ def autonomous_publish(
     }
     try:
         message = _message(row)
-    except (ValueError, TypeError, OverflowError) as exc:
-        _db.fail("22023", f"amqp.autonomous_publish: the message cannot be encoded: {exc}")
+    except Exception as exc:
+        _db.fail("22023", f"amqp.autonomous_publish: the message cannot be encoded: {link.reason(exc)}")
     _connect_or_fail(broker_id, hosts)
     try:
         (outcome,) = link.send(broker_id, hosts, [message], float(hosts[0]["confirm_timeout"]))
@@ -412,7 +488,7 @@ def exchange_declare(
         channel = conn.connection.channel()
     except Exception as exc:
         link.drop(conn)
-        _db.fail("08006", f"AMQP broker {broker_id}: cannot open a channel: {exc!r}")
+        _db.fail("08006", f"AMQP broker {broker_id}: cannot open a channel: {link.reason(exc)}")
     try:
         channel.exchange_declare(
             exchange=exchange,
@@ -423,10 +499,10 @@ def exchange_declare(
         )
     except pe.ChannelClosedByBroker as exc:
         code = {404: "42704", 403: "42501", 406: "55000"}.get(exc.reply_code, "08P01")
-        _db.fail(code, f"AMQP broker {broker_id} refused exchange {exchange!r}: {exc.reply_code} {exc.reply_text}")
+        _db.fail(code, f"AMQP broker {broker_id} refused exchange '{exchange}': {exc.reply_code} {exc.reply_text}")
     except Exception as exc:
         link.drop(conn)
-        _db.fail("08006", f"AMQP broker {broker_id}: declaring exchange {exchange!r} failed: {exc!r}")
+        _db.fail("08006", f"AMQP broker {broker_id}: declaring exchange '{exchange}' failed: {link.reason(exc)}")
     finally:
         if channel.is_open:
             channel.close()

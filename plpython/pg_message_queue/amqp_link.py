@@ -16,7 +16,9 @@ in the calling backend: no threads, timers only inside pika's own poll loop.
 
 from __future__ import annotations
 
+import decimal
 import logging
+import re
 import select
 import struct
 import time
@@ -49,6 +51,29 @@ class LinkError(Exception):
         self.detail = detail
 
 
+class EncodeError(ValueError):
+    """A value that AMQP cannot carry; the message says which and why."""
+
+
+def reason(exc: BaseException) -> str:
+    """An exception in words, without Python class names (pika nests them in its texts)."""
+    text = str(exc)
+    for _ in range(3):
+        text = _CLASS_CALL.sub(r"\1", _CLASS_PREFIX.sub("", text))
+    text = text.strip(" :")
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if not text:
+        return "timed out" if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower() else "no answer"
+    return text
+
+
+_CLASS_PREFIX = re.compile(r"\b[A-Z][a-z]+(?:[A-Z][A-Za-z]*)+: ")
+_CLASS_CALL = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception|Exit|Interrupt)\((.*?)\)")
+
+
 @dataclass
 class Message:
     exchange: str
@@ -79,6 +104,7 @@ class Link:
     floor: int = 0  # every tag up to here is settled
     returned: dict[str, str] = field(default_factory=dict)
     last_used: float = 0.0  # time.monotonic() of the last batch settled
+    timed_out: bool = False  # confirms went unanswered: aborted, never retried
 
     def usable(self) -> bool:
         """The liveness check before a publish, cheap for a link in steady use.
@@ -106,6 +132,18 @@ class Link:
         try:
             if self.connection.is_open:
                 self.connection.close()
+        except Exception:
+            pass
+
+    def abort(self) -> None:
+        """Close the socket at once. A broker that stopped answering (paused, behind a
+        partition) would never acknowledge a graceful close, and close() waits for that."""
+        try:
+            transport = self.connection._impl._transport
+            sock = transport._sock
+            transport.abort()
+            if sock is not None:
+                sock.close()
         except Exception:
             pass
 
@@ -185,13 +223,12 @@ def _connect_error(host: dict[str, Any], exc: BaseException) -> LinkError:
     if isinstance(exc, pe.ProbableAuthenticationError | pe.AuthenticationError) or (
         isinstance(exc, pe.ConnectionClosedByBroker) and exc.reply_code == 403
     ):
-        return LinkError("28P01", f"AMQP broker {where} refused the credentials", str(exc))
+        return LinkError("28P01", f"AMQP broker {where} refused the credentials", reason(exc))
     if isinstance(exc, pe.ProbableAccessDeniedError) or (
         isinstance(exc, pe.ConnectionClosedByBroker) and exc.reply_code == 530
     ):
-        return LinkError("42501", f"AMQP broker {where} denied access to the vhost", str(exc))
-    reason = str(exc) or type(exc).__name__
-    return LinkError("08001", f"cannot connect to AMQP broker {where}: {reason}", repr(exc))
+        return LinkError("42501", f"AMQP broker {where} denied access to the vhost", reason(exc))
+    return LinkError("08001", f"cannot connect to AMQP broker {where}: {reason(exc)}")
 
 
 def _open(broker_id: int, host: dict[str, Any]) -> Link:
@@ -255,11 +292,15 @@ def disconnect(broker_id: int) -> bool:
     return True
 
 
-def drop(link: Link) -> None:
-    """Forget a link after a failure, so the next use reconnects."""
+def drop(link: Link, abort: bool = False) -> None:
+    """Forget a link after a failure, so the next use reconnects; ``abort`` when the
+    broker may not answer any more."""
     if _links.get(link.broker_id) is link:
         del _links[link.broker_id]
-    link.close()
+    if abort:
+        link.abort()
+    else:
+        link.close()
 
 
 @dataclass
@@ -300,7 +341,7 @@ def start(link: Link, messages: list[Message]) -> Pending:
                 try:
                     parts.append(encode_publish(number, body_max, messages[i]))
                 except Exception as exc:
-                    outcomes[i].status, outcomes[i].error = INVALID, f"cannot be encoded: {exc}"
+                    outcomes[i].status, outcomes[i].error = INVALID, f"cannot be encoded: {reason(exc)}"
                     continue
                 link.published += 1
                 tags[i] = link.published
@@ -338,7 +379,8 @@ def finish(pending: Pending, timeout: float) -> list[Outcome]:
                 for o in outcomes:
                     if o.status == UNCONFIRMED:
                         o.error = f"no confirm from {describe(link.host)} within {timeout:g}s"
-                drop(link)
+                link.timed_out = True
+                drop(link, abort=True)
                 return outcomes
     except Exception as exc:
         _settle(link, messages, outcomes, tags)
@@ -354,7 +396,7 @@ def finish(pending: Pending, timeout: float) -> list[Outcome]:
             outcomes[culprit].reply_code = getattr(exc, "reply_code", None)
         for o in outcomes:
             if o.status == UNCONFIRMED:
-                o.error = f"connection to {describe(link.host)} lost: {exc!r}"
+                o.error = f"connection to {describe(link.host)} lost: {reason(exc)}"
         drop(link)
         return outcomes
     _settle(link, messages, outcomes, tags)
@@ -370,7 +412,7 @@ def publish(link: Link, messages: list[Message], timeout: float) -> list[Outcome
 def _shortstr(text: str) -> bytes:
     raw = text.encode()
     if len(raw) > 255:
-        raise ValueError(f"AMQP short string longer than 255 bytes: {text[:40]!r}...")
+        raise EncodeError(f"AMQP short string longer than 255 bytes: {text[:40]!r}...")
     return bytes((len(raw),)) + raw
 
 
@@ -387,6 +429,8 @@ def encode_publish(channel: int, body_max: int, m: Message) -> bytes:
     method += b"\x01" if m.mandatory else b"\x00"
     props = m.properties if isinstance(m.properties, bytes) else b"".join(m.properties.encode())
     header = _HEADER.pack(60, 0, len(body)) + props
+    if len(header) > body_max:
+        raise EncodeError(f"its properties take {len(props)} bytes, more than the broker's frame size allows")
     frames = [
         _FRAME.pack(1, channel, len(method)),
         method,
@@ -405,20 +449,110 @@ def encode_publish(channel: int, body_max: int, m: Message) -> bytes:
 
 _FRAME = struct.Struct(">BHI")
 _HEADER = struct.Struct(">HHQ")
-_TABLE_STRING = struct.Struct(">BcI")  # key length is written separately; see txid_table
 
 # Property flags of Basic content headers (AMQP 0-9-1), in encoding order.
 _F_CONTENT_TYPE, _F_HEADERS, _F_DELIVERY_MODE, _F_PRIORITY = 1 << 15, 1 << 13, 1 << 12, 1 << 11
 _F_CORRELATION_ID, _F_REPLY_TO, _F_EXPIRATION, _F_MESSAGE_ID = 1 << 10, 1 << 9, 1 << 8, 1 << 7
 
 
-def encode_table(table: dict[str, Any]) -> bytes:
-    """An AMQP field table as pika encodes it (for the headers property)."""
-    from pika import data
+# Limits of a headers table: nesting (a JSON object or array is one level) and
+# encoded size (the content header frame must fit in the broker's frame_max,
+# 128 KiB by default, with the other properties).
+MAX_TABLE_DEPTH = 100
+MAX_TABLE_BYTES = 65536
+_I32, _I64 = 2**31, 2**63
 
-    pieces: list[bytes] = []
-    data.encode_table(pieces, table)
-    return b"".join(pieces)
+
+def encode_table(table: dict[str, Any]) -> bytes:
+    """An AMQP field table, byte for byte as pika encodes it, for the JSON types
+    (str, int, bool, None, list, dict) plus Decimal (AMQP decimal) for numbers
+    with a fraction. Raises EncodeError naming the culprit for anything AMQP
+    cannot carry: a key over 255 bytes, an integer outside 64 bits, a number
+    with too many digits, nesting deeper than MAX_TABLE_DEPTH, more than
+    MAX_TABLE_BYTES in all, a value of another type."""
+    out = bytearray()
+    _put_table(out, table, "", 1)
+    if len(out) > MAX_TABLE_BYTES:
+        raise EncodeError(f"headers take {len(out)} bytes encoded, more than the {MAX_TABLE_BYTES} allowed")
+    return bytes(out)
+
+
+def _where(path: str) -> str:
+    return f"header {path[:80]!r}" if path else "headers"
+
+
+def _put_table(out: bytearray, table: dict[str, Any], path: str, depth: int) -> None:
+    if depth > MAX_TABLE_DEPTH:
+        raise EncodeError(f"{_where(path)} nests deeper than {MAX_TABLE_DEPTH} levels")
+    start = len(out)
+    out += b"\0\0\0\0"
+    for key, value in table.items():
+        if not isinstance(key, str):
+            raise EncodeError(f"{_where(path)}: keys must be strings")
+        raw = key.encode()
+        if len(raw) > 255:
+            raise EncodeError(f"header key {key[:40]!r}... is longer than 255 bytes")
+        out.append(len(raw))
+        out += raw
+        _put_value(out, value, f"{path}.{key}" if path else key, depth)
+    _U32.pack_into(out, start, len(out) - start - 4)
+
+
+def _put_value(out: bytearray, value: Any, path: str, depth: int) -> None:
+    if isinstance(value, str):
+        raw = value.encode()
+        out += _STR.pack(b"S", len(raw))
+        out += raw
+    elif isinstance(value, bool):
+        out += b"t\x01" if value else b"t\x00"
+    elif isinstance(value, int):
+        if -_I32 <= value < _I32:
+            out += _INT.pack(b"I", value)
+        elif -_I64 <= value < _I64:
+            out += _LONG.pack(b"L" if value < 0 else b"l", value)
+        else:
+            raise EncodeError(f"{_where(path)}: integer {str(value)[:30]} does not fit AMQP's 64 bits")
+    elif isinstance(value, float | decimal.Decimal):
+        out += _decimal(value, path)
+    elif isinstance(value, dict):
+        out += b"F"
+        _put_table(out, value, path, depth + 1)
+    elif isinstance(value, list):
+        if depth + 1 > MAX_TABLE_DEPTH:
+            raise EncodeError(f"{_where(path)} nests deeper than {MAX_TABLE_DEPTH} levels")
+        out += b"A\0\0\0\0"
+        start = len(out)
+        for item in value:
+            _put_value(out, item, path, depth + 1)
+        _U32.pack_into(out, start - 4, len(out) - start)
+    elif value is None:
+        out += b"V"
+    else:
+        raise EncodeError(f"{_where(path)}: AMQP cannot carry a value of this type")
+
+
+def _decimal(value: float | decimal.Decimal, path: str) -> bytes:
+    """AMQP decimal (scale, 32-bit unscaled value), exactly as pika encodes a Decimal."""
+    number = decimal.Decimal(repr(value)) if isinstance(value, float) else value
+    if not number.is_finite():
+        raise EncodeError(f"{_where(path)}: AMQP cannot carry {value}")
+    number = number.normalize()
+    exponent = number.as_tuple().exponent
+    scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    raw = int(number.scaleb(scale))
+    if scale > 255 or not -_I32 <= raw < _I32:
+        raise EncodeError(
+            f"{_where(path)}: {str(value)[:30]} has too many digits for an AMQP decimal"
+            " (at most 9 significant digits); send it as a string"
+        )
+    return _DEC.pack(b"D", scale, raw)
+
+
+_U32 = struct.Struct(">I")
+_STR = struct.Struct(">cI")
+_INT = struct.Struct(">ci")
+_LONG = struct.Struct(">cq")
+_DEC = struct.Struct(">cBi")
 
 
 def encode_properties(
@@ -518,7 +652,10 @@ def send_then(
         meanwhile()
     outcomes = finish(pending, timeout)
     lost = [i for i, o in enumerate(outcomes) if o.status == UNCONFIRMED]
-    if reused and lost and not any(o.status == ACK for o in outcomes) and broker_id not in _links:
+    # Once more on a fresh connection only when the cached one turned out dead; after a
+    # confirm timeout the broker may have the messages, and it may not answer again soon.
+    retry = reused and lost and not link.timed_out and not any(o.status == ACK for o in outcomes)
+    if retry and broker_id not in _links:
         try:
             link = connect(broker_id, hosts)
         except LinkError:

@@ -1,23 +1,59 @@
 -- AMQP publishing from SQL, pg_amqp's API, with on-commit semantics through an
--- outbox (see DESIGN.md "AMQP with on-commit semantics"): publish() only inserts
+-- outbox (see docs/architecture.md): publish() only inserts
 -- into amqp.outbox; a deferred constraint trigger sends the transaction's rows
 -- at commit with publisher confirms; what could not be confirmed stays in the
 -- outbox and commits, for amqp.flush() / CALL amqp.relay() to deliver later.
 
 -- The commit hook. Only the first row a transaction inserts queues a trigger
--- event (the trigger's WHEN arms a transaction-local setting; see below); at
--- commit that event sends every row of the transaction from its id on, records
--- how far it got (a later event, e.g. of rows inserted without the WHEN, returns
--- at once) and disarms, so rows inserted after it (SET CONSTRAINTS ... IMMEDIATE)
--- queue an event of their own.
+-- event (the trigger's WHEN arms a transaction-local setting; see below).
+-- A deferred trigger fires at commit, but also at SET CONSTRAINTS ... IMMEDIATE
+-- and, after that, at the end of each statement: the firing first probes which
+-- it is, by inserting a row into amqp._commit_probe, whose trigger (same name,
+-- hence same mode) runs during that INSERT only when the mode is immediate. The
+-- probe runs in a subtransaction that is rolled back, taking the row and its
+-- queued event with it; the exception carries the answer out.
+-- Immediate (not the commit): nothing is sent; the trigger is deferred again
+-- and a row in amqp._commit_probe carrying the first id queues the event that
+-- sends at the real commit. Commit: send every row of the transaction from its
+-- id on, record how far it got (a later event returns at once) and disarm, so
+-- rows inserted after it (by another deferred trigger) queue an event of their own.
 CREATE OR REPLACE FUNCTION amqp._outbox_on_commit()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    immediate boolean;
 BEGIN
+    IF NEW.id IS NULL THEN
+        -- a probe row, firing during its INSERT: the mode is immediate
+        PERFORM set_config('pg_message_queue.amqp_probe', 'fired', true);
+        RETURN NULL;
+    END IF;
     IF NEW.id <= coalesce(nullif(current_setting('pg_message_queue.amqp_sent_upto', true), '')::bigint, 0) THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        PERFORM set_config('pg_message_queue.amqp_probe', 'deferred', true);
+        INSERT INTO amqp._commit_probe (id) VALUES (null);
+        RAISE EXCEPTION USING ERRCODE = 'PMQ01', MESSAGE = current_setting('pg_message_queue.amqp_probe');
+    EXCEPTION WHEN SQLSTATE 'PMQ01' THEN
+        immediate := sqlerrm = 'fired';
+    END;
+    IF immediate THEN
+        SET CONSTRAINTS amqp.outbox_on_commit DEFERRED;
+        INSERT INTO amqp._commit_probe (id) VALUES (NEW.id);
+        RETURN NULL;
+    END IF;
+    -- PREPARE TRANSACTION fires deferred triggers too, but the transaction may
+    -- still roll back (ROLLBACK PREPARED, or at once when prepared transactions
+    -- are disabled). Nothing tells a trigger which statement ends the transaction
+    -- but the client's query text: when it holds PREPARE TRANSACTION, the messages
+    -- stay in the outbox for the relay, like strict ones.
+    IF coalesce(current_query(), '') ~* '\mprepare(\s|/\*.*\*/|--[^\n]*(\n|$))+transaction\M' THEN
+        RAISE NOTICE 'pg_message_queue: amqp: PREPARE TRANSACTION: the messages stay in amqp.outbox until the relay sends them (after COMMIT PREPARED)';
+        PERFORM set_config('pg_message_queue.amqp_sent_upto', '9223372036854775807', true);
         RETURN NULL;
     END IF;
     PERFORM
@@ -27,7 +63,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION amqp._outbox_on_commit() IS
-'Internal: deferred constraint trigger of amqp.outbox; the first firing at commit sends the transaction''s messages.';
+'Internal: deferred constraint trigger of amqp.outbox (and amqp._commit_probe); the first firing at commit sends the transaction''s messages, a firing before the commit (SET CONSTRAINTS ... IMMEDIATE) sends nothing and defers again.';
 
 -- Python half of the commit hook: send rows id >= first_id of this transaction,
 -- delete the confirmed ones, keep the rest with a WARNING. Returns the last id seen.
@@ -66,11 +102,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- The broker's flags ('m' mandatory, 's' strict, '-' neither), looked up once
-    -- per transaction and kept in a transaction-local setting: the per-message
-    -- cost is then one INSERT ... VALUES.
-    flags_name constant text := 'pg_message_queue.amqp_broker_' || translate(publish.broker_id::text, '-', 'n');
-    flags text := current_setting(flags_name, true);
+    key bigint;
+    flags bigint;
 BEGIN
     -- One expression on the fast path; _check_message says what is wrong.
     IF
@@ -85,19 +118,36 @@ BEGIN
             publish.delivery_mode, publish.priority, publish.expiration, publish.headers
         );
     END IF;
-    IF flags IS null OR flags = '' THEN
-        SELECT
-            CASE WHEN bool_or(br.mandatory) THEN 'm' ELSE '-' END
-            || CASE WHEN bool_or(br.strict) THEN 's' ELSE '-' END
+    -- Headers are judged by the encoder that will send them (a fraction, an integer
+    -- beyond 64 bits, a long key, deep nesting would otherwise fail at send time).
+    IF publish.headers IS NOT null THEN
+        PERFORM amqp._check_headers(publish.headers);
+    END IF;
+    -- The broker's flags, looked up once per transaction and broker, then kept in
+    -- this session's value of sequence amqp._broker_flags (currval): only the
+    -- extension's own code can set it (publishers have no rights on the sequence),
+    -- so no setting a publisher can change skips the broker check or weakens the flags.
+    -- Key: transaction id (low 40 bits), broker_id (21 bits), then mandatory, strict.
+    key := CASE WHEN publish.broker_id BETWEEN 0 AND 2097151 THEN
+        (pg_current_xact_id()::text::bigint % 1099511627776) * 8388608 + publish.broker_id * 4
+    END;
+    flags := CASE WHEN current_setting('pg_message_queue.amqp_flags_cached', true) = 'on' THEN
+        currval('amqp._broker_flags') - key
+    END;
+    IF flags IS null OR flags NOT BETWEEN 0 AND 3 THEN
+        SELECT bool_or(br.mandatory)::integer * 2 + bool_or(br.strict)::integer
         INTO flags
         FROM amqp.broker AS br
-        WHERE br.broker_id = publish.broker_id
-        HAVING count(*) > 0;
-        IF NOT found THEN
+        WHERE br.broker_id = publish.broker_id;
+        IF flags IS null THEN
             RAISE EXCEPTION 'pg_message_queue: no AMQP broker with broker_id %', publish.broker_id
                 USING ERRCODE = '42704', HINT = 'Add it with INSERT INTO amqp.broker (host, port, vhost, username, password) ...';
         END IF;
-        PERFORM set_config(flags_name, flags, true);
+        IF key IS NOT null THEN
+            PERFORM
+                setval('amqp._broker_flags', key + flags),
+                set_config('pg_message_queue.amqp_flags_cached', 'on', false);
+        END IF;
     END IF;
     INSERT INTO amqp.outbox (
         broker_id, exchange, routing_key, message, delivery_mode, content_type,
@@ -108,8 +158,10 @@ BEGIN
         publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
         publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
         publish.expiration, publish.priority,
-        coalesce(publish.mandatory, flags LIKE 'm%'),
-        flags LIKE '_s' OR coalesce(nullif(current_setting('pg_message_queue.amqp_strict', true), ''), 'off')::boolean
+        coalesce(publish.mandatory, flags >= 2),
+        -- the session setting can only make messages stricter: anything but "off" counts as on
+        flags % 2 = 1 OR lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
+        NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0')
     );
     RETURN true;
 END
@@ -159,6 +211,20 @@ END
 $$;
 COMMENT ON FUNCTION amqp._check_message(integer, varchar, varchar, varchar, integer, integer, varchar, jsonb) IS
 'Internal: argument checks of amqp.publish and amqp.autonomous_publish.';
+
+-- publish()'s check of headers: the send-time encoder (amqp_link.encode_table) judges.
+CREATE OR REPLACE FUNCTION amqp._check_headers(headers jsonb)
+RETURNS void
+LANGUAGE plpython3u
+IMMUTABLE
+STRICT
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+pgmq.amqp.check_headers(headers)
+$python$;
+COMMENT ON FUNCTION amqp._check_headers(jsonb) IS
+'Internal: raise 22023 naming the culprit when headers cannot travel as an AMQP field table.';
 
 -- Publish at once, whatever the calling transaction does later.
 CREATE OR REPLACE FUNCTION amqp.autonomous_publish(
@@ -240,6 +306,24 @@ $python$;
 COMMENT ON FUNCTION amqp.flush(integer, integer, boolean) IS
 'Publish up to max_messages committed messages kept in amqp.outbox (of broker_id, or all brokers), oldest first, deleting each after its confirm. Returns how many were delivered; WARNING (unless quiet) when some could not be.';
 
+-- The relay's flush: what amqp.flush does, plus what the relay must know.
+CREATE OR REPLACE FUNCTION amqp._flush_batch(
+    broker_id integer,
+    max_messages integer,
+    OUT delivered bigint,
+    OUT pending boolean,
+    OUT last_error text
+)
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.amqp.flush_batch(broker_id, max_messages, True)
+$python$;
+COMMENT ON FUNCTION amqp._flush_batch(integer, integer) IS
+'Internal, for amqp.relay: flush quietly; returns how many were delivered, whether deliverable messages remain, and the first error met.';
+
 -- Make failed (returned, nacked, refused) messages eligible for delivery again.
 CREATE OR REPLACE FUNCTION amqp.retry_failed(broker_id integer DEFAULT null)
 RETURNS bigint
@@ -259,7 +343,7 @@ COMMENT ON FUNCTION amqp.retry_failed(integer) IS
 
 -- The relay: flush, COMMIT, repeat; sleeps poll_interval when there is nothing
 -- to do (or the broker is down). No SECURITY DEFINER and no SET clause: both
--- forbid COMMIT in a procedure; it only calls amqp.flush.
+-- forbid COMMIT in a procedure; it only calls amqp._flush_batch.
 CREATE OR REPLACE PROCEDURE amqp.relay(
     broker_id integer DEFAULT null,
     batch_size integer DEFAULT 1000,

@@ -23,14 +23,23 @@ REVOKE ALL ON PROCEDURE pg_mq_maintenance_loop(interval, integer, integer) FROM 
 -- what lets a role publish: publish, autonomous_publish and disconnect are
 -- executable by public behind it. They are SECURITY DEFINER, so publishers need
 -- no rights on amqp.outbox and can read amqp.broker's columns except password.
--- exchange_declare, flush, relay and retry_failed are for administrators.
+-- exchange_declare, flush, relay and retry_failed are for administrators; a relay
+-- role also needs EXECUTE on amqp._flush_batch. amqp.status hides last_error
+-- (it names other publishers' exchanges and routing keys) from all but administrators.
 REVOKE ALL ON amqp.broker FROM public;
 GRANT SELECT (
     broker_id, host, port, vhost, username, tls, tls_ca_file, heartbeat,
     connect_timeout, confirm_timeout, strict, mandatory, failover_order
 ) ON amqp.broker TO public;
 REVOKE ALL ON amqp.outbox FROM public;
-GRANT SELECT ON amqp.status TO public;
+REVOKE ALL ON amqp.status FROM public;
+GRANT SELECT (
+    broker_id, hosts, outbox_depth, failed, oldest_kept_at, oldest_kept_age, last_attempt_at
+) ON amqp.status TO public;
+REVOKE ALL ON amqp._commit_probe FROM public;
+REVOKE ALL ON SEQUENCE amqp._broker_flags FROM public;
+REVOKE ALL ON FUNCTION amqp._check_headers(jsonb) FROM public;
+REVOKE ALL ON FUNCTION amqp._flush_batch(integer, integer) FROM public;
 REVOKE ALL ON FUNCTION amqp._send_transaction(bigint) FROM public;
 REVOKE ALL ON FUNCTION amqp._outbox_on_commit() FROM public;
 REVOKE ALL ON FUNCTION amqp.exchange_declare(integer, varchar, varchar, boolean, boolean, boolean) FROM public;
