@@ -8,7 +8,7 @@ EXTENSION   = pg_message_queue
 EXT_VERSION:= $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 PG_MAJOR    = 15
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) pg_config)
-# Where the Python package lives, one folder per version (see DESIGN.md).
+# Where the Python package lives, one folder per version (see docs/architecture.md).
 PYLIBDIR   ?= /usr/local/lib/$(EXTENSION)
 SERVER_PY  ?= /usr/bin/python3
 # The install script and one upgrade script per earlier release (sql/releases.json),

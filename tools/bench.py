@@ -236,7 +236,7 @@ LAT_RAW_GET = (
 def _send1_case(sync: str, target: float) -> Case:
     return Case(
         name=f"send1_sync_{sync}",
-        section="issue 2: original API",
+        section="original API",
         title=f"send 1/tx, synchronous_commit={sync}",
         ext=Variant("ext", SEND1, _exec(SEND1), "ext", ("pg_mq_send_message",)),
         raws=[
@@ -259,7 +259,7 @@ CASE_LIST: list[Case] = [
     _send1_case("off", 0.8),
     Case(
         name="send100_batch",
-        section="issue 2: original API",
+        section="original API",
         title="send 100/tx, one statement",
         ext=Variant("ext", SEND_BATCH, _exec_batch(SEND_BATCH), "ext", ("pg_mq_send_batch",)),
         raws=[
@@ -270,7 +270,7 @@ CASE_LIST: list[Case] = [
     ),
     Case(
         name="send100_calls",
-        section="issue 2: original API",
+        section="original API",
         title="send 100/tx, 100 statements",
         ext=Variant("ext", "100 x " + SEND1, _many(SEND1), "ext", ("pg_mq_send_message",)),
         raws=[Variant("raw", "100 x " + RAW_INSERT, _many(RAW_INSERT))],
@@ -279,7 +279,7 @@ CASE_LIST: list[Case] = [
     ),
     Case(
         name="get100",
-        section="issue 2: original API",
+        section="original API",
         title="get 100/tx (marks delivered)",
         ext=Variant("ext", GET100, _fetch(GET100), "ext", ("pg_mq_get_msg_text",)),
         raws=[
@@ -293,7 +293,7 @@ CASE_LIST: list[Case] = [
     ),
     Case(
         name="latency",
-        section="issue 2: original API",
+        section="original API",
         title="latency commit -> consumer holds msg",
         ext=Variant(
             "ext",
@@ -307,7 +307,7 @@ CASE_LIST: list[Case] = [
     ),
     Case(
         name="read_ack100",
-        section="issue 4: leases",
+        section="leases",
         title="read 100 + ack (2 tx)",
         ext=Variant(
             "ext",
@@ -322,7 +322,7 @@ CASE_LIST: list[Case] = [
     ),
     Case(
         name="pop100",
-        section="issue 4: leases",
+        section="leases",
         title="pop 100/tx",
         ext=Variant("ext", POP100, _fetch(POP100), "ext", ("pg_mq_pop",)),
         raws=[_raw_delete()],
@@ -331,7 +331,7 @@ CASE_LIST: list[Case] = [
     ),
 ]
 CASES: dict[str, Case] = {c.name: c for c in CASE_LIST}
-# Issue 4 also asks for send 1/tx and send_batch 100/tx: they are the cases above.
+# send 1/tx and send_batch 100/tx for leases are the cases above.
 ALIASES = {"issue4": ["send1_sync_off", "send100_batch", "read_ack100", "pop100"]}
 
 
@@ -933,7 +933,7 @@ def run_soak(bench: Bench, clients: Clients, have: set[str]) -> None:
     args = bench.args
     minutes = args.soak_minutes
     print()
-    print(f"Soak: {minutes:g} min at {args.soak_rate:g} msg/s, send 1/tx + read 100/ack (issue 4)")
+    print(f"Soak: {minutes:g} min at {args.soak_rate:g} msg/s, send 1/tx + read 100/ack ")
     missing = sorted({"pg_mq_read", "pg_mq_ack", "pg_mq_send_message"} - have)
     if missing:
         print(f"  skipped: {', '.join(missing)} not installed yet")
@@ -1086,7 +1086,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         + "); soak and AMQP run only when asked",
     )
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer cost breakdown")
-    ap.add_argument("--soak", action="store_true", help="also the issue 4 soak (default 10 minutes)")
+    ap.add_argument("--soak", action="store_true", help="also a soak (default 10 minutes)")
     ap.add_argument("--soak-minutes", type=float, default=10.0)
     ap.add_argument("--soak-rate", type=float, default=1000.0)
     ap.add_argument("--amqp", action="store_true", help="also run tools/bench_amqp.py if present")
