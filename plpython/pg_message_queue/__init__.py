@@ -14,7 +14,10 @@ from typing import Any
 
 __version__ = "1.0.0"
 
-_MODULES = ("_db", "amqp", "amqp_link", "leases", "messages", "names", "queues", "settings", "upkeep")
+_MODULES = (
+    "_db", "amqp", "amqp_link", "configure", "grants", "leases", "messages", "names", "payload_types", "queues",
+    "settings", "upkeep",
+)  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

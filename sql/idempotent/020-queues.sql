@@ -61,7 +61,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.queues.grant(in_channel, in_role, in_privilege)
+return pgmq.grants.grant(in_channel, in_role, in_privilege)
 $python$;
 COMMENT ON FUNCTION pg_mq_grant(text, name, text) IS
 'Grant in_role the table privileges to send (''send''), receive (''receive'') or both (''all'') on queue in_channel.';
@@ -74,7 +74,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.queues.revoke(in_channel, in_role, in_privilege)
+return pgmq.grants.revoke(in_channel, in_role, in_privilege)
 $python$;
 COMMENT ON FUNCTION pg_mq_revoke(text, name, text) IS
 'Revoke from in_role the privileges pg_mq_grant gave on queue in_channel (''send'', ''receive'' or ''all'').';

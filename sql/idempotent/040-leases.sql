@@ -183,7 +183,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.queues.set_queue_config(in_channel, in_key, in_value)
+return pgmq.configure.set_queue_config(in_channel, in_key, in_value)
 $python$;
 COMMENT ON FUNCTION pg_mq_set_queue_config(text, text, text) IS
 'Set in_key of queue in_channel to in_value (NULL resets it): max_deliveries, dead_letter_queue, retention, priority_ordering, fifo_group_header, dedup_window. Returns the queue''s settings.';
