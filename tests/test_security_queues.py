@@ -365,3 +365,14 @@ def test_move_keeps_dedup_keys_unless_the_target_already_holds_one(db):
     assert db.execute("SELECT pg_mq_move('a', 'b')").fetchone()[0] == 2
     rows = db.execute("SELECT payload, dedup_key FROM pg_mq_queue_b ORDER BY msg_id").fetchall()
     assert rows == [("one", "k1"), ("two", None), ("live", "k2")]
+
+
+def test_maintenance_loop_inside_a_transaction_block_fails_at_once_and_clearly(connect):
+    conn = connect(autocommit=False)
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute("CALL pg_mq_maintenance_loop(pause => '0', runs => 1)")
+    assert info.value.sqlstate == "2D000"
+    assert info.value.diag.message_primary == (
+        "pg_message_queue: pg_mq_maintenance_loop cannot run inside a transaction block: it commits after every batch"
+    )
+    conn.rollback()

@@ -190,6 +190,21 @@ def commit() -> None:
     pin_search_path()
 
 
+def commit_first(procedure: str) -> None:
+    """A looping procedure's first COMMIT, before any work: inside a transaction block
+    (or a function) it fails at once, with a clear 2D000."""
+    try:
+        commit()
+    except plpy.SPIError as exc:
+        if getattr(exc, "sqlstate", None) != "2D000":
+            raise
+        fail(
+            "2D000",
+            f"{procedure} cannot run inside a transaction block: it commits after every batch",
+            hint="CALL it on its own, outside BEGIN ... COMMIT (and not from a function).",
+        )
+
+
 def pin_search_path() -> str:
     """For procedures, which cannot have a SET clause: pg_catalog first, for this transaction.
 

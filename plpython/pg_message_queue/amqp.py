@@ -326,23 +326,10 @@ def relay(
     """The relay loop: flush, COMMIT, and sleep when idle; reports changes of error state."""
     caller_path = _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause (_db.commit re-pins)
     try:
-        _commit()  # fails at once inside a transaction block, before anything is sent
+        _db.commit_first("amqp.relay")  # fails at once inside a transaction block, before anything is sent
         _relay_loop(broker_id, batch_size, poll_interval, run_for, exit_when_empty)
     finally:
         _db.restore_search_path(caller_path)
-
-
-def _commit() -> None:
-    try:
-        _db.commit()
-    except _db.SPIError as exc:
-        if getattr(exc, "sqlstate", None) != "2D000":
-            raise
-        _db.fail(
-            "2D000",
-            "amqp.relay cannot run inside a transaction block: it commits after every batch",
-            hint="CALL it on its own, outside BEGIN ... COMMIT (and not from a function).",
-        )
 
 
 def _relay_loop(
@@ -368,7 +355,7 @@ def _relay_loop(
         if error is not None and error != reported:
             _db.warn(f"pg_message_queue: amqp.relay: cannot deliver yet: {error}")
         reported = error
-        _commit()
+        _db.commit()
         if exit_when_empty and not pending:
             return
         if deadline is not None and time.monotonic() >= deadline:

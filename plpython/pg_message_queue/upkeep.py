@@ -103,6 +103,7 @@ def maintenance_loop(pause: str | None, runs: int | None, batch_size: int | None
     """CALLed outside a transaction block: expire rows batch by batch, committing each."""
     old_path = _db.pin_search_path()  # a procedure that COMMITs cannot have a SET clause
     try:
+        _db.commit_first("pg_mq_maintenance_loop")
         _loop(pause, runs, batch_size)
     finally:
         _db.restore_search_path(old_path)
