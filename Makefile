@@ -35,7 +35,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench bench-read unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench bench-read bench-xmin unit soak
 
 $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
@@ -125,3 +125,8 @@ bench-read: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/read_latency.py $(BENCH_ARGS)
+
+bench-xmin: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/xmin_hold.py $(BENCH_ARGS)
