@@ -402,10 +402,23 @@ def _commit_while_broker_paused(
     return result[0], still_running
 
 
-def _nothing_committed(dsn: str) -> None:
-    with _reconnect(dsn) as db:
-        assert db.execute("SELECT count(*) FROM app").fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM amqp.outbox").fetchone() == (0,)
+def _nothing_committed(dsn: str, timeout: float = 60.0) -> None:
+    """After a kill -9 the postmaster resets every backend: a connection made while it
+    does so is cut, so ask again until the server has come back."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with _reconnect(dsn) as db:
+                counts = (
+                    db.execute("SELECT count(*) FROM app").fetchone(),
+                    db.execute("SELECT count(*) FROM amqp.outbox").fetchone(),
+                )
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert counts == ((0,), (0,))
 
 
 def test_backend_killed_9_while_commit_waits_for_confirms_commits_nothing(
