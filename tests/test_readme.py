@@ -72,6 +72,23 @@ def test_every_sql_block_of_the_readme_runs_verbatim_in_order(make_run_database)
         )
         assert run.returncode == 0, f"README.md line {line}: the block fails in psql:\n{run.stderr}"
         assert "ERROR" not in run.stderr, f"README.md line {line}:\n{run.stderr}"
+        # Output the README shows (comment lines holding a psql table row) is what psql prints.
+        printed = _normal(run.stdout)
+        for shown in _shown_rows(text):
+            assert shown in printed, f"README.md line {line}: shows {shown!r}, psql printed:\n{run.stdout}"
+
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?[+-]\d\d")
+
+
+def _normal(text: str) -> str:
+    """Timestamps made alike, runs of blanks made one."""
+    return re.sub(r"[ \t]+", " ", TIMESTAMP.sub("<ts>", text))
+
+
+def _shown_rows(text: str) -> list[str]:
+    """The psql table lines a block shows as ``--`` comments (they hold a `` | ``)."""
+    return [_normal(m.strip()) for m in re.findall(r"^--(.*\|.*)$", text, re.M)]
 
 
 # ---- names ---------------------------------------------------------------------------------
