@@ -262,11 +262,15 @@ class RabbitMQ:
             time.sleep(0.05)
 
     def kill(self) -> None:
-        """``kill -9`` the node: no clean shutdown, clients see the socket die."""
+        """``kill -9`` the node and what it started: no clean shutdown, clients see the
+        socket die."""
         pid = self._pid()
         if pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+            if self.proc is not None:  # the node's session: its helper processes too
+                with contextlib.suppress(OSError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
             self._wait_gone(pid, 10)
         (self.root / "rabbit.pid").unlink(missing_ok=True)
 
@@ -292,7 +296,22 @@ class RabbitMQ:
         """Start again on the same ports and data (after ``kill`` or ``stop``)."""
         if self._pid() is not None:
             self.stop(epmd=False)
+        self._wait_port_free(self._ports()["amqp"], 30)
         self.start()
+
+    @staticmethod
+    def _wait_port_free(port: int, timeout: float) -> None:
+        """Until the AMQP port can be listened on again: a killed node's leftovers, or a
+        client connection that happened to take it as its local port, hold it a while."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    return
+                except OSError:
+                    time.sleep(0.2)
 
     def ctl(self, *args: str) -> str:
         """Run ``rabbitmqctl`` against this node."""
