@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -115,6 +116,15 @@ class Build:
             raise SystemExit(f"{path}: #PROLOGUE# must be a line of its own")
         return text.replace("\n#PROLOGUE#\n", "\n" + self.prologue)
 
+    def _with_parts(self, text: str) -> str:
+        """``-- #PART path#`` lines of a prelude replaced by that part of SQLDIR, so a prelude
+        runs exactly what a release's run-once part contained, not a copy of it."""
+
+        def part(match: re.Match[str]) -> str:
+            return self._text(self.parts / match.group(1))
+
+        return re.sub(r"^-- #PART ([\w./-]+\.sql)#$", part, text, flags=re.M)
+
     def script(self, prior: str | None = None) -> str:
         what = f"upgrade from {prior} to" if prior else "install of"
         command = f"ALTER EXTENSION {self.extension} UPDATE" if prior else f"CREATE EXTENSION {self.extension}"
@@ -127,7 +137,7 @@ class Build:
         if prior is not None and self.releases.get(prior, {}).get("prelude"):
             prelude = self.releases[prior]["prelude"]
             out.append(f"\n-- ---- {prelude}: from {prior} to the layout the run-once parts expect ----\n")
-            out.append((self.parts / prelude).read_text(encoding="utf-8"))
+            out.append(self._with_parts((self.parts / prelude).read_text(encoding="utf-8")))
         if prior is not None:
             contained = self.releases.get(prior, {}).get("migrations", {})
             files = {p.stem: p for p in self.incremental}

@@ -23,55 +23,12 @@ ALTER TABLE pg_mq_config_catalog RENAME TO pg_mq_config_catalog_0_2_1;
 ALTER INDEX pg_mq_config_catalog_pkey RENAME TO pg_mq_config_catalog_0_2_1_pkey;
 ALTER INDEX pg_mq_config_catalog_table_name_key RENAME TO pg_mq_config_catalog_0_2_1_table_name_key;
 
--- incremental/001-queue-catalog, as released in 0.1.0 (recorded as applied below).
-CREATE SEQUENCE pg_mq_msg_id_seq;
-SELECT pg_catalog.pg_extension_config_dump('pg_mq_msg_id_seq', '');
-CREATE TABLE pg_mq_config_catalog (
-    channel text PRIMARY KEY,
-    table_name name NOT NULL UNIQUE,
-    payload_type regtype NOT NULL,
-    settings jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    created_by name NOT NULL DEFAULT session_user
-);
-SELECT pg_catalog.pg_extension_config_dump('pg_mq_config_catalog', '');
-COMMENT ON TABLE pg_mq_config_catalog IS
-'One row per queue: its channel, table (pg_mq_queue_<channel>), payload type and settings.';
-CREATE TYPE pg_mq_sent AS (
-    msg_id bigint,
-    channel text,
-    sent_at timestamptz,
-    sent_by name,
-    visible_at timestamptz,
-    deduplicated boolean
-);
-CREATE TYPE pg_mq_msg_text AS (
-    msg_id bigint,
-    sent_at timestamptz,
-    sent_by name,
-    was_delivered boolean,
-    payload text
-);
-CREATE TYPE pg_mq_msg_bin AS (
-    msg_id bigint,
-    sent_at timestamptz,
-    sent_by name,
-    was_delivered boolean,
-    payload bytea
-);
-CREATE FUNCTION pg_mq_notify_trigger()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM pg_catalog.pg_notify(
-        TG_ARGV[0], pg_catalog.pg_sequence_last_value(TG_ARGV[1]::pg_catalog.regclass)::text
-    );
-    RETURN NULL;
-END
-$$;
+-- incremental/001-queue-catalog itself (recorded as applied after this prelude).
+-- #PART incremental/001-queue-catalog.sql#
 
+-- The queue tables' trigger function, as idempotent/010-notify.sql makes it (that part
+-- replaces it again later; the triggers below need it now).
+-- #PART idempotent/010-notify.sql#
 -- Each queue table gets the columns, key, indexes, storage settings and the
 -- statement-level NOTIFY trigger of a 0.1.0 queue; ids continue from the old
 -- shared sequence. Its timestamps (without time zone) are read in the session's

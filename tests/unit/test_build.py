@@ -88,3 +88,14 @@ def test_dollar_quoting_never_collides_with_the_body():
 
 def test_the_real_released_parts_are_unchanged():
     build_sql.Build("pg_message_queue", "0.0.0", "/x", ROOT / "sql", "pg_message_queue", "pg_mq_migration")
+
+
+def test_a_prelude_runs_the_released_part_itself_not_a_copy(tmp_path):
+    first = "CREATE TABLE t (a int);\n"
+    releases = {"0.2.1": {"prelude": "prelude/old.sql", "migrations": {"001-t": build_sql.digest(first)}}}
+    parts = _parts(tmp_path, "SELECT 1;\n", {"001-t": first}, releases)
+    (parts / "prelude").mkdir()
+    (parts / "prelude" / "old.sql").write_text("ALTER TABLE t RENAME TO t_old;\n-- #PART incremental/001-t.sql#\n")
+    upgrade = _build(parts).script("0.2.1")
+    prelude = upgrade[upgrade.index("ALTER TABLE t RENAME") : upgrade.index("run-once parts 0.2.1 already contained")]
+    assert "CREATE TABLE t (a int);" in prelude and "#PART" not in prelude
