@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "1.0.0"
 
 _MODULES = (
-    "_db", "amqp", "amqp_link", "configure", "grants", "leases", "messages", "names", "payload_types", "queues",
+    "_db", "amqp", "amqp_link", "configure", "events", "grants", "leases", "messages", "names", "payload_types", "queues",
     "settings", "upkeep",
 )  # fmt: skip
 
