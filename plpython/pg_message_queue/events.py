@@ -19,6 +19,7 @@ are left out of events (and refused at watch time).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from . import _db, payload_types, queues
@@ -327,20 +328,36 @@ _seq: dict[str, Any] = {"txid": None, "n": 0}  # events numbered per transaction
 CHUNK = 50  # jsonb_build_object takes at most 100 arguments
 
 
-def _object(alias: str, names: list[str]) -> str:
+def _object(alias: str, names: list[str], kind: str = "json") -> str:
+    """A JSON object of ``alias``'s columns ``names`` (json keeps their order; jsonb for comparing)."""
     if not names:
-        return "'{}'::pg_catalog.jsonb"
+        return f"'{{}}'::pg_catalog.{kind}"
     parts = []
     for i in range(0, len(names), CHUNK):
         pairs = ", ".join(f"{_db.literal(n)}, {alias}.{_db.ident(n)}" for n in names[i : i + CHUNK])
-        parts.append(f"pg_catalog.jsonb_build_object({pairs})")
+        parts.append(f"pg_catalog.{kind}_build_object({pairs})")
+    if len(parts) == 1:
+        return parts[0]
+    if kind == "json":  # json has no ||: join the chunks as jsonb, then back
+        return "(" + " || ".join(p.replace("json_build", "jsonb_build", 1) for p in parts) + ")::pg_catalog.json"
     return "(" + " || ".join(parts) + ")"
 
 
-def _events_sql(op: str, watch: dict[str, Any], cols: list[dict[str, Any]]) -> str:
-    """SQL of the events of one statement, in order: columns seq, event (jsonb), keys (jsonb).
+def _head(op: str, alias: str, extra: str = "", context: bool = False) -> str:
+    """The event as json: its fixed members, then ``extra`` (more name, value pairs)."""
+    return (
+        f"pg_catalog.json_build_object('event_id', $2 || ':' || {alias}.seq, 'op', {_db.literal(op)},"
+        f" 'schema', $3, 'table', $4, 'txid', $2, 'seq', {alias}.seq, 'ts', $6, 'pk', {alias}.pk{extra}"
+        + (", 'context', $5" if context else "")
+        + ")"
+    )
 
-    Parameters: $1 first seq - 1, $2 txid, $3 schema, $4 table, $5 context (jsonb), $6 ts.
+
+def _events_sql(op: str, watch: dict[str, Any], cols: list[dict[str, Any]], context: bool) -> str:
+    """SQL of the events of one statement: columns seq, pk (json) and event (json).
+
+    Parameters: $1 first seq - 1, $2 txid, $3 schema, $4 table, $5 context (jsonb, used
+    when ``context``), $6 the time (ISO 8601 text), all the same for the whole statement.
     """
     trusted = [c["name"] for c in cols if type_problem(int(c["type"])) is None]
     given_keys = watch["key_columns"]
@@ -349,68 +366,69 @@ def _events_sql(op: str, watch: dict[str, Any], cols: list[dict[str, Any]]) -> s
     ignore = set(watch["ignore_columns"] or ())
     include = watch["columns"]
     shown = [n for n in trusted if (include is None or n in include) and n not in ignore]
-    base = (
-        "pg_catalog.jsonb_build_object('event_id', $2 || ':' || e.seq, 'op', {op}, 'schema', $3, 'table', $4,"
-        " 'txid', $2, 'seq', e.seq, 'ts', $6::pg_catalog.timestamptz, 'pk', e.pk) || $5"
-    ).format(op=_db.literal(op))
-    pk = _object("x", keys) if keys else "NULL::pg_catalog.jsonb"
+    pk = _object("x", keys) if keys else "NULL::pg_catalog.json"
     row = watch["payload"] == "row"
     if op == "TRUNCATE":
         return (
-            f"SELECT e.seq, {base} AS event, {base} AS keys FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.jsonb AS pk) e"
+            f"SELECT e.seq, e.pk, {_head(op, 'e', context=context)} AS event"
+            " FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.json AS pk) AS e"
         )
     if op in ("INSERT", "DELETE"):
         source = NEW if op == "INSERT" else OLD
-        extra = ", 'row', e.r" if row else ""
         inner = (
             f"SELECT $1 + pg_catalog.row_number() OVER () AS seq, {pk} AS pk"
             + (f", {_object('x', shown)} AS r" if row else "")
             + f" FROM {source} AS x"
         )
-        event = base.replace("'pk', e.pk)", f"'pk', e.pk{extra})")
-        return f"SELECT e.seq, {event} AS event, {base} AS keys FROM ({inner}) AS e"
+        event = _head(op, "e", ", 'row', e.r" if row else "", context)
+        return f"SELECT e.seq, e.pk, {event} AS event FROM ({inner}) AS e"
     # UPDATE: the old and new transition tables hold the rows in the same order.
+    # Values are compared as jsonb (built-in equality, never a type's own operator).
     compared = [n for n in trusted if n not in ignore]
     cmp = ", ".join(_db.literal(n) for n in compared)
     names = f"ARRAY[{cmp}]::pg_catalog.text[]" if compared else "'{}'::pg_catalog.text[]"
     pairs = (
         f"SELECT n.i, n.pk, n.j AS nj, o.j AS oj, ARRAY(SELECT u.c FROM pg_catalog.unnest({names})"
         " WITH ORDINALITY AS u(c, k) WHERE (n.j -> u.c) IS DISTINCT FROM (o.j -> u.c) ORDER BY u.k) AS changed"
-        f" FROM (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {_object('x', compared)} AS j"
+        f" FROM (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {_object('x', compared, 'jsonb')} AS j"
         f" FROM {NEW} AS x) AS n"
-        f" JOIN (SELECT pg_catalog.row_number() OVER () AS i, {_object('x', compared)} AS j FROM {OLD} AS x) AS o"
-        " ON o.i = n.i"
+        f" JOIN (SELECT pg_catalog.row_number() OVER () AS i, {_object('x', compared, 'jsonb')} AS j"
+        f" FROM {OLD} AS x) AS o ON o.i = n.i"
     )
     where = " WHERE pg_catalog.cardinality(p.changed) > 0" if ignore else ""
     hidden = [n for n in compared if n not in shown]
     minus = f" - ARRAY[{', '.join(_db.literal(n) for n in hidden)}]::pg_catalog.text[]" if hidden else ""
     inner = (
-        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY p.i) AS seq, p.pk, p.changed,"
-        f" (p.nj{minus}) AS r,"
-        " (SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
-        f" WHERE c = ANY(ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[])) AS old"
-        f" FROM ({pairs}) AS p{where}"
+        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY p.i) AS seq, p.pk, p.changed"
+        + (
+            f", (p.nj{minus}) AS r,"
+            " COALESCE((SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
+            f" WHERE c = ANY(ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[])),"
+            " '{}') AS old"
+            if row
+            else ""
+        )
+        + f" FROM ({pairs}) AS p{where}"
     )
-    if row:
-        extra = ", 'changed', pg_catalog.to_jsonb(e.changed), 'row', e.r, 'old', COALESCE(e.old, '{}')"
-    else:
-        extra = ", 'changed', pg_catalog.to_jsonb(e.changed)"
-    event = base.replace("'pk', e.pk)", f"'pk', e.pk{extra})")
-    keys_event = base.replace("'pk', e.pk)", "'pk', e.pk, 'changed', pg_catalog.to_jsonb(e.changed))")
-    return f"SELECT e.seq, {event} AS event, {keys_event} AS keys FROM ({inner}) AS e"
+    extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
+    return f"SELECT e.seq, e.pk, {_head(op, 'e', extra, context)} AS event FROM ({inner}) AS e"
 
 
-def _send_sql(watch: dict[str, Any], events: str) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
+def _send_sql(
+    watch: dict[str, Any], op: str, events: str, context: bool
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
     """The statement sending the events, its extra parameter types and values ($7 on)."""
     kind = watch["kind"]
     if kind == "notify":
-        # Under 8000 bytes as it is; else the keys only, marked truncated; else not even those.
+        # Under 8000 bytes as it is; else the keys only (no row, old), marked truncated;
+        # else not even the key. The short forms are built only when needed.
+        keys = _head(op, "s", ", 'truncated', true", context)
+        bare = _head(op, "s", ", 'truncated', true", context).replace(", 'pk', s.pk", "")
         return (
             "SELECT pg_catalog.count(pg_catalog.pg_notify($7, CASE WHEN pg_catalog.octet_length(s.f) < 8000 THEN s.f"
-            " ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k"
-            " ELSE ((s.keys - 'pk'::pg_catalog.text) || '{\"truncated\": true}')::text END"
-            " FROM (SELECT (s.keys || '{\"truncated\": true}')::text AS k) AS t) END)) AS n"
-            f" FROM (SELECT e.event::text AS f, e.keys FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare}::text END"
+            f" FROM (SELECT {keys}::text AS k) AS t) END)) AS n"
+            f" FROM (SELECT e.seq, e.pk, e.event::text AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
             ("text",),
             (watch["target"],),
         )
@@ -419,8 +437,12 @@ def _send_sql(watch: dict[str, Any], events: str) -> tuple[str, tuple[str, ...],
         if queue is None or not queues.table_exists(queue):
             _db.warn(f'pg_message_queue: watch {watch["watch_id"]}: queue "{watch["target"]}" does not exist; no events')
             return None
+        if queue.type_sql == "jsonb":  # built as jsonb at once: no json text to parse again
+            events = events.replace("pg_catalog.json_build_object", "pg_catalog.jsonb_build_object")
+            events = re.sub(r"::pg_catalog\.json\b", "::pg_catalog.jsonb", events)
+        cast = "" if queue.type_sql == "jsonb" else f"::text::{queue.type_sql}"
         return (
-            f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event::{queue.type_sql}"
+            f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event{cast}"
             f" FROM ({events}) AS e ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
             (),
             (),
@@ -435,8 +457,8 @@ def _send_sql(watch: dict[str, Any], events: str) -> tuple[str, tuple[str, ...],
         " i AS (INSERT INTO amqp.outbox (broker_id, exchange, routing_key, message, delivery_mode, content_type,"
         " message_id, mandatory, strict)"
         " SELECT $7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3),"
-        " '{table}', $4), '{op}', pg_catalog.lower(e.event ->> 'op')), e.event::text, 2, 'application/json',"
-        " e.event ->> 'event_id', b.m, b.s"
+        f" '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), e.event::text, 2, 'application/json',"
+        " $2 || ':' || e.seq, b.m, b.s"
         f" FROM ({events}) AS e, b ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
         ("int4", "text", "text"),
         (int(broker), exchange, watch["routing_key"]),
@@ -477,26 +499,29 @@ def fire(td: dict[str, Any]) -> None:
         problem = type_problem(int(col["type"]))
         if problem is not None:
             _db.warn(f'pg_message_queue: column "{col["name"]}" is left out of events: {problem}')
-    sent = _send_sql(watch, _events_sql(op, watch, cols))
+    now = _db.run(
+        "SELECT pg_catalog.pg_current_xact_id()::text AS txid,"
+        " pg_catalog.to_jsonb(pg_catalog.clock_timestamp()) #>> '{}' AS ts,"
+        " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx"
+    )[0]
+    context = _context(now["ctx"])
+    has_context = context != "{}"
+    sent = _send_sql(watch, op, _events_sql(op, watch, cols, has_context), has_context)
     if sent is None:
         return
     sql, types, extra = sent
-    now = _db.run(
-        "SELECT pg_catalog.pg_current_xact_id()::text AS txid, pg_catalog.clock_timestamp()::text AS ts,"
-        " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx"
-    )[0]
     if _seq["txid"] != now["txid"]:
         _seq.update(txid=now["txid"], n=0)
     result = _db.run(
         sql,
         ("int8", "text", "text", "text", "jsonb", "text", *types),
-        (_seq["n"], now["txid"], td["table_schema"], td["table_name"], _context(now["ctx"]), now["ts"], *extra),
+        (_seq["n"], now["txid"], td["table_schema"], td["table_name"], context, now["ts"], *extra),
     )
     _seq["n"] += int(result[0]["n"])
 
 
 def _context(text: str | None) -> str:
-    """The event's "context" member from pg_mq.event_context: a JSON object, else nothing."""
+    """The event's "context" member from pg_mq.event_context (any JSON value), "{}" for none."""
     if not text:
         return "{}"
     if len(text.encode()) > MAX_CONTEXT_BYTES:
@@ -507,4 +532,4 @@ def _context(text: str | None) -> str:
     except ValueError:
         _db.warn("pg_message_queue: pg_mq.event_context is not JSON; left out of events")
         return "{}"
-    return json.dumps({"context": value})
+    return json.dumps(value)
