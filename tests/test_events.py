@@ -39,12 +39,12 @@ def orders(db):
 def test_notify_each_operation(db, connect, orders):
     watch_id = db.execute("SELECT pg_mq_watch_notify('orders', 'order_watch')").fetchone()[0]
     assert watch_id > 0
-    l = listen(connect, "order_watch")
+    ln = listen(connect, "order_watch")
     db.execute("INSERT INTO orders VALUES (1, 'apple', 2, 'x'), (2, 'pear', 1, NULL)")
     db.execute("UPDATE orders SET qty = 5 WHERE id = 1")
     db.execute("DELETE FROM orders WHERE id = 2")
     db.execute("TRUNCATE orders")
-    got = events(l, 5)
+    got = events(ln, 5)
     assert [(e["op"], e["pk"]) for e in got] == [
         ("INSERT", {"id": 1}), ("INSERT", {"id": 2}), ("UPDATE", {"id": 1}), ("DELETE", {"id": 2}),
         ("TRUNCATE", None),
@@ -54,17 +54,17 @@ def test_notify_each_operation(db, connect, orders):
     assert first["event_id"] == f"{first['txid']}:{first['seq']}"
     assert "row" not in first  # keys is the default for NOTIFY
     assert got[2]["changed"] == ["qty"]
-    assert drain_notifies(l) == []
+    assert drain_notifies(ln) == []
 
 
 def test_notify_row_shape_and_context(db, connect, orders):
     db.execute("SELECT pg_mq_watch_notify('orders', 'w', payload => 'row')")
-    l = listen(connect, "w")
+    ln = listen(connect, "w")
     with db.transaction():
         db.execute("""SET LOCAL pg_mq.event_context = '{"user": "alice"}'""")
         db.execute("INSERT INTO orders VALUES (1, 'apple', 2, 'n')")
         db.execute("UPDATE orders SET qty = 3, note = 'm' WHERE id = 1")
-    ins, upd = events(l, 2)
+    ins, upd = events(ln, 2)
     assert ins["row"] == {"id": 1, "item": "apple", "qty": 2, "note": "n"}
     assert ins["context"] == {"user": "alice"}
     assert upd["row"] == {"id": 1, "item": "apple", "qty": 3, "note": "m"}
@@ -74,9 +74,10 @@ def test_notify_row_shape_and_context(db, connect, orders):
 
 def test_queue_each_operation(db, orders):
     db.execute("SELECT pg_mq_watch_queue('orders', 'order_events')")
-    assert db.execute("SELECT payload_type::text FROM pg_mq_config_catalog WHERE channel = 'order_events'").fetchone()[
-        0
-    ] == "jsonb"
+    assert (
+        db.execute("SELECT payload_type::text FROM pg_mq_config_catalog WHERE channel = 'order_events'").fetchone()[0]
+        == "jsonb"
+    )
     db.execute("INSERT INTO orders VALUES (1, 'apple', 2, NULL)")
     db.execute("UPDATE orders SET item = 'apples'")
     db.execute("DELETE FROM orders")
@@ -117,9 +118,9 @@ def test_amqp_routing_key_uses_the_op(db, rabbit, broker, orders):
 def test_composite_key(db, connect):
     db.execute("CREATE TABLE lines (order_id int, line int, sku text, PRIMARY KEY (line, order_id))")
     db.execute("SELECT pg_mq_watch_notify('lines', 'lw')")
-    l = listen(connect, "lw")
+    ln = listen(connect, "lw")
     db.execute("INSERT INTO lines VALUES (7, 1, 'a')")
-    (e,) = events(l, 1)
+    (e,) = events(ln, 1)
     assert e["pk"] == {"line": 1, "order_id": 7}
 
 
@@ -128,9 +129,9 @@ def test_table_without_primary_key(db, connect):
     fails(db, "SELECT pg_mq_watch_notify('logs', 'lg')", sqlstate="22023", match="no primary key")
     db.execute("SELECT pg_mq_watch_notify('logs', 'lg', key_columns => ARRAY['code'])")
     db.execute("SELECT pg_mq_watch_queue('logs', 'logq')")  # payload 'row': no key needed
-    l = listen(connect, "lg")
+    ln = listen(connect, "lg")
     db.execute("INSERT INTO logs VALUES ('E1', 'boom')")
-    (e,) = events(l, 1)
+    (e,) = events(ln, 1)
     assert e["pk"] == {"code": "E1"}
     (m,) = queued(db, "logq")
     assert m["pk"] is None and m["row"] == {"code": "E1", "msg": "boom"}
@@ -140,33 +141,38 @@ def test_quoted_mixed_case_and_unicode_names(db, connect):
     db.execute('CREATE SCHEMA "Sales Ü"')
     db.execute('CREATE TABLE "Sales Ü"."Örders; x" ("Id" int PRIMARY KEY, "naïve col" text)')
     db.execute("""SELECT pg_mq_watch_notify('"Sales Ü"."Örders; x"', 'chan "ü"', payload => 'row')""")
-    l = listen(connect, 'chan ""ü""')
+    ln = listen(connect, 'chan ""ü""')
     db.execute("""INSERT INTO "Sales Ü"."Örders; x" VALUES (1, 'é')""")
-    (e,) = events(l, 1)
-    assert (e["schema"], e["table"], e["pk"], e["row"]) == ("Sales Ü", "Örders; x", {"Id": 1}, {"Id": 1, "naïve col": "é"})
+    (e,) = events(ln, 1)
+    assert (e["schema"], e["table"], e["pk"], e["row"]) == (
+        "Sales Ü",
+        "Örders; x",
+        {"Id": 1},
+        {"Id": 1, "naïve col": "é"},
+    )
     assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == '"Sales Ü"."Örders; x"'
 
 
 def test_big_row_to_notify_is_truncated_to_keys(db, connect, orders):
     db.execute("SELECT pg_mq_watch_notify('orders', 'big', payload => 'row')")
-    l = listen(connect, "big")
+    ln = listen(connect, "big")
     db.execute("INSERT INTO orders VALUES (1, repeat('x', 9000), 1, NULL), (2, 'small', 1, NULL)")
-    big, small = events(l, 2)
+    big, small = events(ln, 2)
     assert big["truncated"] is True and big["pk"] == {"id": 1} and "row" not in big
     assert "truncated" not in small and small["row"]["item"] == "small"
     db.execute("CREATE TABLE bigkey (k text PRIMARY KEY)")
     db.execute("SELECT pg_mq_watch_notify('bigkey', 'big')")
     db.execute("INSERT INTO bigkey VALUES (repeat('k', 2000) || md5('a') || repeat('z', 7000))")
-    (e,) = events(l, 1)
+    (e,) = events(ln, 1)
     assert e["truncated"] is True and "pk" not in e
 
 
 def test_ten_thousand_rows_arrive_in_order(db, connect, orders):
     db.execute("SELECT pg_mq_watch_notify('orders', 'many')")
     db.execute("SELECT pg_mq_watch_queue('orders', 'manyq')")
-    l = listen(connect, "many")
+    ln = listen(connect, "many")
     db.execute("INSERT INTO orders SELECT g, 'i', g, NULL FROM generate_series(1, 10000) g")
-    got = events(l, 10000, timeout=60)
+    got = events(ln, 10000, timeout=60)
     assert [e["pk"]["id"] for e in got] == list(range(1, 10001))
     assert [e["seq"] for e in got] == sorted(e["seq"] for e in got)
     ids = [r[0] for r in db.execute("SELECT (payload->'pk'->>'id')::int FROM pg_mq_queue_manyq ORDER BY msg_id")]
@@ -176,7 +182,7 @@ def test_ten_thousand_rows_arrive_in_order(db, connect, orders):
 def test_rollback_and_savepoint_rollback_emit_nothing(db, connect, orders):
     db.execute("SELECT pg_mq_watch_notify('orders', 'rb')")
     db.execute("SELECT pg_mq_watch_queue('orders', 'rbq')")
-    l = listen(connect, "rb")
+    ln = listen(connect, "rb")
     conn = connect(autocommit=False)
     conn.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
     conn.rollback()
@@ -185,7 +191,7 @@ def test_rollback_and_savepoint_rollback_emit_nothing(db, connect, orders):
     conn.execute("INSERT INTO orders VALUES (3, 'c', 1, NULL)")
     conn.execute("ROLLBACK TO SAVEPOINT s")
     conn.commit()
-    got = events(l, 2, timeout=2)
+    got = events(ln, 2, timeout=2)
     assert [e["pk"]["id"] for e in got] == [2]
     assert [e["pk"]["id"] for e in queued(db, "rbq")] == [2]
 
@@ -195,16 +201,16 @@ def test_ignore_and_include_columns(db, connect, orders):
         "SELECT pg_mq_watch_notify('orders', 'ig', payload => 'row', columns => ARRAY['id', 'item', 'note'],"
         " ignore_columns => ARRAY['note'])"
     )
-    l = listen(connect, "ig")
+    ln = listen(connect, "ig")
     db.execute("INSERT INTO orders VALUES (1, 'a', 1, 'n')")
     db.execute("UPDATE orders SET note = 'changed'")  # only an ignored column: nothing
     db.execute("UPDATE orders SET qty = 2")  # a column not included, not ignored: an event, no values
     db.execute("UPDATE orders SET item = 'b', note = 'again'")
-    got = events(l, 3)
+    got = events(ln, 3)
     assert got[0]["row"] == {"id": 1, "item": "a"}
     assert got[1]["changed"] == ["qty"] and got[1]["old"] == {}
     assert got[2]["changed"] == ["item"] and got[2]["old"] == {"item": "a"} and got[2]["row"] == {"id": 1, "item": "b"}
-    assert drain_notifies(l) == []
+    assert drain_notifies(ln) == []
 
 
 def test_options_are_checked_at_watch_time(db, orders):
@@ -225,11 +231,11 @@ def test_options_are_checked_at_watch_time(db, orders):
 
 def test_rename_drop_and_add_column(db, connect, orders):
     db.execute("SELECT pg_mq_watch_notify('orders', 'life', payload => 'row')")
-    l = listen(connect, "life")
+    ln = listen(connect, "life")
     db.execute("ALTER TABLE orders RENAME TO purchases")
     db.execute("ALTER TABLE purchases ADD COLUMN extra text DEFAULT 'e'")
     db.execute("INSERT INTO purchases (id) VALUES (1)")
-    (e,) = events(l, 1)
+    (e,) = events(ln, 1)
     assert e["table"] == "purchases" and e["row"]["extra"] == "e"
     assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == "purchases"
     db.execute("DROP TABLE purchases")
@@ -247,9 +253,9 @@ def test_watch_and_unwatch_are_idempotent(db, connect, orders):
     assert db.execute("SELECT kind, target FROM pg_mq_watches").fetchall() == [("queue", "idemq")]
     assert db.execute("SELECT pg_mq_unwatch('orders')").fetchone()[0] == 1
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass").fetchone()[0] == 0
-    l = listen(connect, "idem")
+    ln = listen(connect, "idem")
     db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
-    assert drain_notifies(l) == []
+    assert drain_notifies(ln) == []
 
 
 @pytest.fixture
@@ -295,8 +301,6 @@ def test_permissions(db, dsn, connect, roles):
         fails(w, "SELECT pg_mq_send_message('evq', '{}'::jsonb)", sqlstate="42501", match="permission")
         fails(w, "DELETE FROM pg_mq_watch", sqlstate="42501", match="permission")
         # nobody but superusers can attach the trigger function by hand
-        fails(x, "CREATE TABLE pg_temp.t (id int)", sqlstate="42501", match="") if False else None
-        x.execute(f"GRANT CREATE ON SCHEMA public TO {other}") if False else None
         db.execute(f"GRANT CREATE ON SCHEMA public TO {other}")
         x.execute("CREATE TABLE mine (id int)")
         wid = db.execute("SELECT watch_id FROM pg_mq_watches WHERE kind = 'queue'").fetchone()[0]
@@ -350,10 +354,10 @@ CREATE TRIGGER sysmeta_notify AFTER INSERT OR UPDATE ON systemmetadata FOR EACH 
 def test_seed_trigger_side_by_side(db, connect):
     db.execute(SEED)
     db.execute("SELECT pg_mq_watch_notify('systemmetadata', 'sysm_watch')")
-    l = listen(connect, "sysm_watch")
+    ln = listen(connect, "sysm_watch")
     db.execute("INSERT INTO identifier VALUES ('g1', 'doc1')")
     db.execute("INSERT INTO systemmetadata VALUES ('g1', 10)")
-    got = [json.loads(n.payload) for n in wait_notifies(l, 2)]
+    got = [json.loads(n.payload) for n in wait_notifies(ln, 2)]
     assert {"op": "INSERT", "pid": "g1", "docid": "doc1"} in got
     ours = [e for e in got if "event_id" in e]
     assert len(ours) == 1 and ours[0]["pk"] == {"guid": "g1"}

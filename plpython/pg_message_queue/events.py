@@ -66,7 +66,7 @@ def _table(table: str | None) -> dict[str, Any]:
     if not row["owner"]:
         _db.fail(
             "42501",
-            f'only the owner of table {row["name"]} (or a superuser) may watch it',
+            f"only the owner of table {row['name']} (or a superuser) may watch it",
             hint="Ask its owner to run the watch.",
         )
     return row
@@ -169,7 +169,9 @@ def _routing_problem(template: str) -> str | None:
     for field, size in (("{schema}", NAME_MAX), ("{table}", NAME_MAX), ("{op}", 8)):
         longest = longest.replace(field, "x" * size)
     if len(longest.encode()) > 255:
-        return f"routing_key {template!r} can exceed 255 bytes once {{schema}} and {{table}} (63 bytes each) are filled in"
+        return (
+            f"routing_key {template!r} can exceed 255 bytes once {{schema}} and {{table}} (63 bytes each) are filled in"
+        )
     return None
 
 
@@ -435,7 +437,9 @@ def _send_sql(
     if kind == "queue":
         queue = queues.find(watch["target"])
         if queue is None or not queues.table_exists(queue):
-            _db.warn(f'pg_message_queue: watch {watch["watch_id"]}: queue "{watch["target"]}" does not exist; no events')
+            _db.warn(
+                f'pg_message_queue: watch {watch["watch_id"]}: queue "{watch["target"]}" does not exist; no events'
+            )
             return None
         if queue.type_sql == "jsonb":  # built as jsonb at once: no json text to parse again
             events = events.replace("pg_catalog.json_build_object", "pg_catalog.jsonb_build_object")

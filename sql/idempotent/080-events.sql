@@ -26,11 +26,11 @@ COMMENT ON FUNCTION _pg_mq_watch_fire() IS
 CREATE OR REPLACE FUNCTION pg_mq_watch_notify(
     in_table regclass,
     channel text,
-    operations text [] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
+    operations text[] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
     payload text DEFAULT 'keys',
-    columns text [] DEFAULT null,
-    ignore_columns text [] DEFAULT null,
-    key_columns text [] DEFAULT null
+    columns text[] DEFAULT null,
+    ignore_columns text[] DEFAULT null,
+    key_columns text[] DEFAULT null
 )
 RETURNS bigint
 LANGUAGE plpython3u
@@ -42,18 +42,18 @@ return pgmq.events.watch(
     "notify", in_table, channel, operations, payload, columns, ignore_columns, key_columns
 )
 $python$;
-COMMENT ON FUNCTION pg_mq_watch_notify(regclass, text, text [], text, text [], text [], text []) IS
+COMMENT ON FUNCTION pg_mq_watch_notify(regclass, text, text[], text, text[], text[], text[]) IS
 'Watch in_table: every change NOTIFYs channel with a JSON event (payload ''keys'' = primary key, or ''row''); an event over 8000 bytes is sent as keys only with "truncated": true. Only the table''s owner may watch it. Returns the watch_id; watching again replaces the options.';
 
 -- Watch a table: events as messages of a queue (created as jsonb if missing).
 CREATE OR REPLACE FUNCTION pg_mq_watch_queue(
     in_table regclass,
     in_channel text,
-    operations text [] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
+    operations text[] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
     payload text DEFAULT 'row',
-    columns text [] DEFAULT null,
-    ignore_columns text [] DEFAULT null,
-    key_columns text [] DEFAULT null
+    columns text[] DEFAULT null,
+    ignore_columns text[] DEFAULT null,
+    key_columns text[] DEFAULT null
 )
 RETURNS bigint
 LANGUAGE plpython3u
@@ -65,7 +65,7 @@ return pgmq.events.watch(
     "queue", in_table, in_channel, operations, payload, columns, ignore_columns, key_columns
 )
 $python$;
-COMMENT ON FUNCTION pg_mq_watch_queue(regclass, text, text [], text, text [], text [], text []) IS
+COMMENT ON FUNCTION pg_mq_watch_queue(regclass, text, text[], text, text[], text[], text[]) IS
 'Watch in_table: every changed row becomes a message of queue in_channel (created as jsonb if missing, by a queue administrator; otherwise the caller must be allowed to send to it). Only the table''s owner may watch it. Returns the watch_id.';
 
 -- Watch a table: events published over AMQP when the transaction commits.
@@ -74,11 +74,11 @@ CREATE OR REPLACE FUNCTION pg_mq_watch_amqp(
     broker_id integer,
     exchange text,
     routing_key text DEFAULT '{schema}.{table}.{op}',
-    operations text [] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
+    operations text[] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
     payload text DEFAULT 'row',
-    columns text [] DEFAULT null,
-    ignore_columns text [] DEFAULT null,
-    key_columns text [] DEFAULT null
+    columns text[] DEFAULT null,
+    ignore_columns text[] DEFAULT null,
+    key_columns text[] DEFAULT null
 )
 RETURNS bigint
 LANGUAGE plpython3u
@@ -91,7 +91,7 @@ return pgmq.events.watch(
     broker_id, routing_key
 )
 $python$;
-COMMENT ON FUNCTION pg_mq_watch_amqp(regclass, integer, text, text, text [], text, text [], text [], text []) IS
+COMMENT ON FUNCTION pg_mq_watch_amqp(regclass, integer, text, text, text[], text, text[], text[], text[]) IS
 'Watch in_table: every changed row is published to exchange on broker broker_id when the transaction commits (through amqp.outbox; message_id = event_id; routing_key may use {schema}, {table}, {op}). Only the table''s owner (with USAGE on schema amqp) may watch it. Returns the watch_id.';
 
 -- Stop watching a table (every target, or the one named).
