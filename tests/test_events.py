@@ -396,3 +396,61 @@ def test_measure_ten_thousand_row_insert(db, capsys):
     with capsys.disabled():
         print("\n10,000-row INSERT, median ms:", {k: round(v, 1) for k, v in out.items()})
         print("ratios to no trigger:", {k: round(v / out["none"], 2) for k, v in out.items()})
+
+
+def test_a_trigger_written_by_hand(db, connect, orders, roles, dsn):
+    db.execute(
+        "CREATE TRIGGER by_hand AFTER INSERT ON orders REFERENCING NEW TABLE AS pg_mq_new FOR EACH STATEMENT"
+        """ EXECUTE FUNCTION pg_mq_change_trigger('notify', 'hand', '{"payload": "row", "columns": ["id", "qty"]}')"""
+    )
+    db.execute(
+        "CREATE TRIGGER by_hand_q AFTER DELETE ON orders REFERENCING OLD TABLE AS pg_mq_old FOR EACH STATEMENT"
+        " EXECUTE FUNCTION pg_mq_change_trigger('queue', 'handq')"
+    )
+    db.execute("SELECT pg_mq_create_queue('handq', 'jsonb')")
+    ln = listen(connect, "hand")
+    db.execute("INSERT INTO orders VALUES (1, 'a', 4, NULL)")
+    (e,) = events(ln, 1)
+    assert e["op"] == "INSERT" and e["row"] == {"id": 1, "qty": 4}
+    # with the writer's rights: one who may not send to the queue gets a WARNING, no events
+    writer = roles()
+    db.execute(f"GRANT ALL ON orders TO {writer}")
+    w = psycopg.connect(as_role(dsn, writer), autocommit=True)
+    try:
+        warnings: list[str] = []
+        w.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+        w.execute("DELETE FROM orders")
+        assert any("permission denied" in m for m in warnings), warnings
+        assert queued(db, "handq") == []
+        db.execute(f"SELECT pg_mq_grant('handq', '{writer}', 'send')")
+        w.execute("INSERT INTO orders VALUES (2, 'b', 1, NULL)")
+        w.execute("DELETE FROM orders")
+        assert [m["pk"] for m in queued(db, "handq")] == [{"id": 2}]
+    finally:
+        w.close()
+    # a wrongly declared trigger warns and never breaks the statement
+    db.execute("CREATE TRIGGER bad AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION pg_mq_change_trigger('x')")
+    db.execute("INSERT INTO orders VALUES (3, 'c', 1, NULL)")
+    db.execute("UPDATE orders SET qty = 2")
+
+
+def test_amqp_rollback_sends_nothing(db, rabbit, broker, orders):
+    q = rabbit.queue("amq.topic", "public.orders.*")
+    db.execute("SELECT pg_mq_watch_amqp('orders', %s, 'amq.topic')", (broker,))
+    with pytest.raises(psycopg.errors.UniqueViolation), db.transaction():
+        db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
+        db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
+    db.execute("INSERT INTO orders VALUES (2, 'b', 1, NULL)")
+    got = rabbit.drain(q, 1)
+    assert [json.loads(b)["pk"] for _p, b in got] == [{"id": 2}]
+    assert db.execute("SELECT count(*) FROM amqp.outbox").fetchone()[0] == 0
+
+
+def test_watch_survives_a_new_oid(db, connect, orders):
+    """After pg_dump and restore the table has a new oid: the watch adopts it when it fires."""
+    wid = db.execute("SELECT pg_mq_watch_notify('orders', 'moved')").fetchone()[0]
+    db.execute("UPDATE pg_mq_watch SET relid = 4000000000 WHERE watch_id = %s", (wid,))  # a dropped table's oid
+    ln = listen(connect, "moved")
+    db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
+    assert [e["pk"] for e in events(ln, 1)] == [{"id": 1}]
+    assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == "orders"

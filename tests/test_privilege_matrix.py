@@ -68,6 +68,7 @@ QUEUE_PUBLIC = {
     "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
     "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
     "pg_mq_unwatch(regclass,text)",
+    "pg_mq_change_trigger()",  # hand-written watches: sends with the rights of whoever changes the table
     "_pg_mq_watch_dropped()",
 }
 QUEUE_ADMIN = {

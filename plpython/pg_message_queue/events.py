@@ -452,6 +452,15 @@ def _send_sql(
             (),
         )
     broker, exchange = watch["target"].split("/", 1)
+    if watch.get("by_hand"):  # the caller's rights: through amqp.publish, which checks and flags
+        return (
+            "SELECT pg_catalog.count(amqp.publish($7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace("
+            f"$9, '{{schema}}', $3), '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), s.event::text, 2,"
+            " 'application/json', message_id => $2 || ':' || s.seq)) AS n"
+            f" FROM (SELECT e.seq, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            ("int4", "text", "text"),
+            (int(broker), exchange, watch["routing_key"]),
+        )
     return (
         "WITH b AS (SELECT COALESCE(pg_catalog.bool_or(br.mandatory), false) AS m,"
         " COALESCE(pg_catalog.bool_or(br.strict), false)"
@@ -469,11 +478,74 @@ def _send_sql(
     )
 
 
+_BY_HAND_HINT = (
+    "CREATE TRIGGER ... AFTER INSERT ON t REFERENCING NEW TABLE AS pg_mq_new FOR EACH STATEMENT"
+    " EXECUTE FUNCTION pg_mq_change_trigger('notify', 'channel'); UPDATE needs"
+    " REFERENCING OLD TABLE AS pg_mq_old NEW TABLE AS pg_mq_new, DELETE OLD TABLE AS pg_mq_old."
+)
+
+
+def _by_hand(td: dict[str, Any]) -> dict[str, Any] | None:
+    """The watch a hand-written pg_mq_change_trigger(kind, target [, options]) describes,
+    or None (with a WARNING saying why: a bad trigger never breaks the statement)."""
+    args = list(td["args"] or [])
+    problem = None
+    options: dict[str, Any] = {}
+    if td["level"] != "STATEMENT" or td["when"] != "AFTER":
+        problem = "it must be an AFTER ... FOR EACH STATEMENT trigger"
+    elif len(args) not in (2, 3) or args[0] not in ("notify", "queue", "amqp"):
+        problem = "its arguments are (kind, target [, options]): kind notify, queue or amqp"
+    else:
+        try:
+            options = json.loads(args[2]) if len(args) == 3 else {}
+            if not isinstance(options, dict):
+                raise ValueError
+        except ValueError:
+            problem = "its third argument must be a JSON object of options"
+    kind = args[0] if args else ""
+    unknown = set(options) - {"payload", "columns", "ignore_columns", "key_columns", "broker_id", "routing_key"}
+    if problem is None and unknown:
+        problem = f"unknown option(s) {sorted(unknown)}"
+    payload = options.get("payload", "keys" if kind == "notify" else "row")
+    if problem is None and payload not in SHAPES:
+        problem = "option payload must be 'keys' or 'row'"
+    if problem is None and kind == "amqp" and not isinstance(options.get("broker_id"), int):
+        problem = 'an amqp trigger needs option "broker_id" (its target is the exchange)'
+    if problem is not None:
+        _db.warn(f"pg_message_queue: trigger {td['name']}: {problem}; no events", _BY_HAND_HINT)
+        return None
+    target = args[1] if kind != "amqp" else f"{options['broker_id']}/{args[1]}"
+    return {
+        "watch_id": td["name"],
+        "kind": kind,
+        "target": target,
+        "routing_key": options.get("routing_key", "{schema}.{table}.{op}"),
+        "payload": payload,
+        "columns": options.get("columns"),
+        "ignore_columns": options.get("ignore_columns"),
+        "key_columns": options.get("key_columns"),
+        "by_hand": True,
+    }
+
+
+def fire_by_hand(td: dict[str, Any]) -> None:
+    """pg_mq_change_trigger: the same events, described by the trigger's arguments and
+    sent with the rights of the role that changed the table."""
+    watch = _by_hand(td)
+    if watch is None:
+        return
+    try:
+        _emit(td, watch, int(td["relid"]))
+    except _db.SPIError as exc:
+        if _db.must_propagate(exc):
+            raise
+        _db.warn(f"pg_message_queue: trigger {td['name']}: {_db.message(exc)}; no events", _BY_HAND_HINT)
+
+
 def fire(td: dict[str, Any]) -> None:
     """The trigger: one statement computes and sends every event of this statement."""
     args = td["args"] or []
     relid = int(td["relid"])
-    op = td["event"]
     try:
         watch_id = int(args[0])
     except (ValueError, IndexError):
@@ -498,6 +570,11 @@ def fire(td: dict[str, Any]) -> None:
         _db.run(
             f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1", ("int8", "oid"), (watch_id, relid)
         )
+    _emit(td, watch, relid)
+
+
+def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
+    op = td["event"]
     cols = columns(relid)
     for col in cols:
         problem = type_problem(int(col["type"]))

@@ -154,3 +154,18 @@ BEGIN
     END IF;
 END
 $watch$;
+
+-- The same events from a trigger written by hand: arguments (kind, target
+-- [, options as a JSON object]). Runs with the rights of whoever changes the
+-- table (the sending needs theirs: INSERT on the queue, USAGE on schema amqp).
+CREATE OR REPLACE FUNCTION pg_mq_change_trigger()
+RETURNS trigger
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+pgmq.events.fire_by_hand(TD)
+return None
+$python$;
+COMMENT ON FUNCTION pg_mq_change_trigger() IS
+'Trigger function for hand-written watches: AFTER ... REFERENCING NEW TABLE AS pg_mq_new / OLD TABLE AS pg_mq_old FOR EACH STATEMENT EXECUTE FUNCTION pg_mq_change_trigger(kind, target [, options json]); kind notify, queue or amqp (target = exchange, options.broker_id). Sends with the rights of the role changing the table.';
