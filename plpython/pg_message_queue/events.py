@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from . import _db, payload_types, queues
+from . import _db, queues
 
 OPERATIONS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 SHAPES = ("keys", "row")
@@ -87,50 +87,55 @@ def columns(relid: int) -> list[dict[str, Any]]:
     )
 
 
-_CASTS_TO_JSON = """
+# Turning a value into JSON runs its type's output function (for arrays, ranges,
+# domains and composites: their parts' too) or a cast to json. Returns one of those
+# owned by a role that is not a superuser, and whether every type involved belongs to
+# a superuser (then no one else can add such a cast later: a verdict worth caching).
+_JSON_CODE = """
 WITH RECURSIVE c(t) AS (
     SELECT $1::pg_catalog.oid
     UNION
     SELECT p.x FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t, LATERAL (
         SELECT ty.typelem UNION ALL SELECT ty.typbasetype
         UNION ALL SELECT g.rngsubtype FROM pg_catalog.pg_range g WHERE g.rngtypid = ty.oid
+        UNION ALL SELECT g.rngtypid FROM pg_catalog.pg_range g WHERE g.rngmultitypid = ty.oid
         UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
     ) AS p(x) WHERE p.x <> 0
+),
+bad AS (
+    SELECT pg_catalog.format_type(ty.oid, NULL) AS type, 'output function ' || f.oid::pg_catalog.regprocedure::text AS fn,
+        r.rolname AS owner
+    FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t JOIN pg_catalog.pg_proc f ON f.oid = ty.typoutput
+    JOIN pg_catalog.pg_roles r ON r.oid = f.proowner WHERE NOT r.rolsuper
+    UNION ALL
+    SELECT pg_catalog.format_type(k.castsource, NULL), 'cast to json ' || k.castfunc::pg_catalog.regprocedure::text,
+        r.rolname
+    FROM pg_catalog.pg_cast k JOIN c ON k.castsource = c.t
+    JOIN pg_catalog.pg_proc f ON f.oid = k.castfunc JOIN pg_catalog.pg_roles r ON r.oid = f.proowner
+    WHERE k.casttarget IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype)
+        AND NOT r.rolsuper
 )
-SELECT k.castfunc::pg_catalog.regprocedure::text AS fn, r.rolname AS owner
-FROM pg_catalog.pg_cast k JOIN c ON k.castsource = c.t
-JOIN pg_catalog.pg_proc f ON f.oid = k.castfunc JOIN pg_catalog.pg_roles r ON r.oid = f.proowner
-WHERE k.casttarget IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype)
-    AND NOT r.rolsuper
-LIMIT 1
+SELECT (SELECT pg_catalog.format('type %s uses %s, owned by role "%s", who is not a superuser', b.type, b.fn, b.owner)
+        FROM bad AS b LIMIT 1) AS problem,
+    NOT EXISTS (SELECT FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t
+        JOIN pg_catalog.pg_roles r ON r.oid = ty.typowner WHERE NOT r.rolsuper) AS settled
 """
 
 _trust: dict[int, str | None] = _db.cache({})
 
 
 def type_problem(type_oid: int) -> str | None:
-    """Why values of this type may not go into events (code a non-superuser controls would
-    run with the trigger's rights), or None. Cached per backend."""
+    """Why values of this type may not go into events (making them JSON would run code a
+    non-superuser controls, with the trigger's rights), or None."""
     if type_oid in _trust:
         return _trust[type_oid]
-    problem = None
-    try:
-        with _db.subtransaction():
-            name = _db.run("SELECT pg_catalog.format_type($1, NULL) AS t", ("oid",), (type_oid,))[0]["t"]
-            payload_types.check_trusted(type_oid, name)
-    except (_db.Error, _db.SPIError) as exc:
-        if isinstance(exc, _db.SPIError) and _db.must_propagate(exc):
-            raise
-        problem = _db.message(exc).replace("payload type", "type")
-    if problem is None:
-        bad = _db.run(_CASTS_TO_JSON, ("oid",), (type_oid,))
-        if bad:
-            problem = f'its cast to json {bad[0]["fn"]} belongs to role "{bad[0]["owner"]}", who is not a superuser'
-    if len(_trust) > 1000:
-        _trust.clear()
-    _trust[type_oid] = problem
-    return problem
+    row = _db.run(_JSON_CODE, ("oid",), (type_oid,))[0]
+    if row["settled"]:
+        if len(_trust) > 1000:
+            _trust.clear()
+        _trust[type_oid] = row["problem"]
+    return row["problem"]
 
 
 def _names(what: str, given: list[str] | None, known: list[str], table: str) -> list[str] | None:
@@ -593,11 +598,19 @@ def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
     sql, types, extra = sent
     if _seq["txid"] != now["txid"]:
         _seq.update(txid=now["txid"], n=0)
-    result = _db.run(
-        sql,
-        ("int8", "text", "text", "text", "jsonb", "text", *types),
-        (_seq["n"], now["txid"], td["table_schema"], td["table_name"], context, now["ts"], *extra),
-    )
+    try:
+        result = _db.run(
+            sql,
+            ("int8", "text", "text", "text", "jsonb", "text", *types),
+            (_seq["n"], now["txid"], td["table_schema"], td["table_name"], context, now["ts"], *extra),
+        )
+    except _db.SPIError as exc:
+        # The target changed under the watch (a queue dropped in between, ...): the
+        # user's statement goes on (each plpy.execute is its own subtransaction).
+        if _db.must_propagate(exc) or watch.get("by_hand"):
+            raise
+        _db.warn(f"pg_message_queue: watch {watch['watch_id']}: {_db.message(exc)}; no events")
+        return
     _seq["n"] += int(result[0]["n"])
 
 
