@@ -488,3 +488,31 @@ def test_a_queue_dropped_under_the_watch_never_breaks_the_insert(db, orders):
     db.execute("SELECT pg_mq_drop_queue('gone', force => true)")
     db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
     assert db.execute("SELECT count(*) FROM orders").fetchone()[0] == 1
+
+
+def test_dump_and_restore_keeps_watches(db, dsn, pg_server):
+    import subprocess
+
+    db.execute("CREATE TABLE kept (id int PRIMARY KEY, v text)")
+    db.execute("SELECT pg_mq_watch_queue('kept', 'keptq')")
+    db.execute("INSERT INTO kept VALUES (1, 'a')")
+    dump = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pg_dump", "--no-owner", dsn], check=True, capture_output=True, text=True
+    ).stdout
+    pg_server.admin("DROP DATABASE IF EXISTS restored_events")
+    pg_server.admin("CREATE DATABASE restored_events")
+    try:
+        target = pg_server.dsn_for("restored_events")
+        subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target], input=dump, check=True, capture_output=True,
+            text=True,
+        )  # fmt: skip
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute("INSERT INTO kept VALUES (2, 'b')")
+            got = [r[0] for r in conn.execute("SELECT payload FROM pg_mq_queue_keptq ORDER BY msg_id")]
+            assert [e["pk"] for e in got] == [{"id": 1}, {"id": 2}]
+            assert conn.execute("SELECT watched_table::text, target FROM pg_mq_watches").fetchall() == [
+                ("kept", "keptq")
+            ]
+    finally:
+        pg_server.admin("DROP DATABASE restored_events WITH (FORCE)")

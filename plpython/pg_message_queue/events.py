@@ -104,8 +104,8 @@ WITH RECURSIVE c(t) AS (
     ) AS p(x) WHERE p.x <> 0
 ),
 bad AS (
-    SELECT pg_catalog.format_type(ty.oid, NULL) AS type, 'output function ' || f.oid::pg_catalog.regprocedure::text AS fn,
-        r.rolname AS owner
+    SELECT pg_catalog.format_type(ty.oid, NULL) AS type,
+        'output function ' || f.oid::pg_catalog.regprocedure::text AS fn, r.rolname AS owner
     FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t JOIN pg_catalog.pg_proc f ON f.oid = ty.typoutput
     JOIN pg_catalog.pg_roles r ON r.oid = f.proowner WHERE NOT r.rolsuper
     UNION ALL
