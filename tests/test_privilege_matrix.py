@@ -62,6 +62,14 @@ QUEUE_PUBLIC = {
     # the DROP EXTENSION guard: an event trigger function (not callable directly), which
     # must stay executable because it fires on every role's DROP EXTENSION
     "_pg_mq_guard_drop()",
+    # change events: the watch functions check inside that the caller owns the table and
+    # may use the target (README Change events); the sql_drop event trigger function
+    "pg_mq_watch_notify(regclass,text,text[],text,text[],text[],text[])",
+    "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
+    "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
+    "pg_mq_unwatch(regclass,text)",
+    "pg_mq_change_trigger()",  # hand-written watches: sends with the rights of whoever changes the table
+    "_pg_mq_watch_dropped()",
 }
 QUEUE_ADMIN = {
     "pg_mq_create_queue(text,text)",
@@ -87,6 +95,7 @@ AMQP_INTERNAL = {
     "amqp._send_transaction(bigint)",
     "amqp._outbox_on_commit()",
     "amqp._check_headers(jsonb)",
+    "_pg_mq_watch_fire()",  # no one may attach it to a table by hand (CREATE TRIGGER checks EXECUTE)
 }  # superuser (owner) only
 
 QUEUE = "pg_mq_queue_q"
@@ -111,6 +120,9 @@ RELATIONS = {
     "amqp.status",
     "amqp._commit_probe",  # internal: no privileges for anyone but the owner
     "amqp._broker_flags",
+    "pg_mq_watch",  # read through pg_mq_watches; no privileges for anyone but the owner
+    "pg_mq_watch_watch_id_seq",
+    "pg_mq_watches",
 }
 
 # ---- the policy ----------------------------------------------------------------------------
@@ -129,7 +141,10 @@ RECEIVER_TABLE = {
     *((QUEUE, c, "UPDATE") for c in ("delivered_at", "visible_at", "read_count")),
 }
 EVERYONE_TABLE = {("pg_mq_config_catalog", None, "SELECT"), *(("pg_mq_config_catalog", c, "SELECT") for c in (
-    "channel", "table_name", "payload_type", "settings", "created_at", "created_by"))}  # fmt: skip
+    "channel", "table_name", "payload_type", "settings", "created_at", "created_by")),
+    ("pg_mq_watches", None, "SELECT"), *(("pg_mq_watches", c, "SELECT") for c in (
+    "watch_id", "watched_table", "kind", "target", "broker_id", "routing_key", "operations", "payload", "columns",
+    "ignore_columns", "key_columns", "created_by", "created_at"))}  # fmt: skip
 AMQP_TABLE = {
     *(("amqp.broker", c, "SELECT") for c in BROKER_COLUMNS if c != "password"),
     # last_error names other publishers' exchanges and routing keys: administrators only

@@ -46,3 +46,12 @@ REVOKE ALL ON FUNCTION amqp.exchange_declare(integer, varchar, varchar, boolean,
 REVOKE ALL ON FUNCTION amqp.flush(integer, integer, boolean) FROM public;
 REVOKE ALL ON FUNCTION amqp.retry_failed(integer) FROM public;
 REVOKE ALL ON PROCEDURE amqp.relay(integer, integer, double precision, interval, boolean) FROM public;
+
+-- Change events. Watching is for a table's owner (checked inside), so the watch
+-- functions are executable by everyone; the trigger function is not, so nobody can
+-- attach it to a table by hand (CREATE TRIGGER needs EXECUTE). What is watched
+-- is visible to everyone, like the queue catalog.
+REVOKE ALL ON FUNCTION _pg_mq_watch_fire() FROM public;
+REVOKE ALL ON pg_mq_watch FROM public;
+REVOKE ALL ON SEQUENCE pg_mq_watch_watch_id_seq FROM public;
+GRANT SELECT ON pg_mq_watches TO public;

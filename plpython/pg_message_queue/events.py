@@ -1,0 +1,629 @@
+"""Change events: watch a table, emit one event per changed row to a target.
+
+A watch is a row of ``pg_mq_watch`` plus one statement-level AFTER trigger per
+operation on the watched table (INSERT, UPDATE and DELETE with a transition
+table, TRUNCATE without). The trigger function ``_pg_mq_watch_fire`` runs once
+per statement: it looks up the watch, the table's columns (at fire time, so
+renames and added columns show) and builds one statement that computes every
+event from the transition tables and sends them all: one ``pg_notify`` per
+event inside one SELECT, one INSERT ... SELECT into the queue table, or one
+INSERT ... SELECT into ``amqp.outbox``.
+
+The trigger function is SECURITY DEFINER (writers of the table need no rights
+on the target) and runs no code a writer or the table's owner chose: the events
+are built from the transition tables with built-in functions only, and columns
+whose type runs functions a non-superuser owns (output function, cast to json)
+are left out of events (and refused at watch time).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from . import _db, queues
+
+OPERATIONS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+SHAPES = ("keys", "row")
+NOTIFY_MAX = 8000  # a NOTIFY payload must be shorter than this many bytes
+MAX_CONTEXT_BYTES = 1024
+NAME_MAX = 63
+NEW, OLD = "pg_mq_new", "pg_mq_old"  # the transition tables' names in the triggers
+QUEUE_TYPES = ("jsonb", "json", "text")
+_TRIGGER_SUFFIX = {"INSERT": "ins", "UPDATE": "upd", "DELETE": "del", "TRUNCATE": "trunc"}
+
+
+def trigger_name(watch_id: int, op: str) -> str:
+    return f"pg_mq_watch_{watch_id}_{_TRIGGER_SUFFIX[op]}"
+
+
+# ---- watch time ---------------------------------------------------------------------------
+
+
+def _caller_may(sql: str, args: tuple[Any, ...], types: tuple[str, ...]) -> bool:
+    return bool(_db.run(sql, types, args)[0]["ok"])
+
+
+def _table(table: str | None) -> dict[str, Any]:
+    """The watched table (a regclass in its text form), checked: it exists, is a table,
+    and the caller owns it."""
+    if table is None:
+        _db.fail("22004", "table must not be NULL")
+    rows = _db.run(
+        "SELECT c.relkind::text AS kind, c.oid::pg_catalog.regclass::text AS name, c.oid::pg_catalog.int8 AS oid,"
+        " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
+        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS owner"
+        " FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
+        ("text",),
+        (table,),
+    )
+    if not rows:
+        _db.fail("42P01", f"relation {table} does not exist")
+    row = rows[0]
+    if row["kind"] not in ("r", "p"):
+        _db.fail("42809", f'"{row["name"]}" is not a table; only tables can be watched')
+    if not row["owner"]:
+        _db.fail(
+            "42501",
+            f"only the owner of table {row['name']} (or a superuser) may watch it",
+            hint="Ask its owner to run the watch.",
+        )
+    return row
+
+
+def columns(relid: int) -> list[dict[str, Any]]:
+    """The table's columns in order: name, type, position in the primary key (or None)."""
+    return list(
+        _db.run(
+            "SELECT a.attname::text AS name, a.atttypid::pg_catalog.int8 AS type,"
+            " pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum) AS pk"
+            " FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_index i"
+            " ON i.indrelid = a.attrelid AND i.indisprimary"
+            " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            ("oid",),
+            (relid,),
+        )
+    )
+
+
+# Turning a value into JSON runs its type's output function (for arrays, ranges,
+# domains and composites: their parts' too) or a cast to json. Returns one of those
+# owned by a role that is not a superuser, and whether every type involved belongs to
+# a superuser (then no one else can add such a cast later: a verdict worth caching).
+_JSON_CODE = """
+WITH RECURSIVE c(t) AS (
+    SELECT $1::pg_catalog.oid
+    UNION
+    SELECT p.x FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t, LATERAL (
+        SELECT ty.typelem UNION ALL SELECT ty.typbasetype
+        UNION ALL SELECT g.rngsubtype FROM pg_catalog.pg_range g WHERE g.rngtypid = ty.oid
+        UNION ALL SELECT g.rngtypid FROM pg_catalog.pg_range g WHERE g.rngmultitypid = ty.oid
+        UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+    ) AS p(x) WHERE p.x <> 0
+),
+bad AS (
+    SELECT pg_catalog.format_type(ty.oid, NULL) AS type,
+        'output function ' || f.oid::pg_catalog.regprocedure::text AS fn, r.rolname AS owner
+    FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t JOIN pg_catalog.pg_proc f ON f.oid = ty.typoutput
+    JOIN pg_catalog.pg_roles r ON r.oid = f.proowner WHERE NOT r.rolsuper
+    UNION ALL
+    SELECT pg_catalog.format_type(k.castsource, NULL), 'cast to json ' || k.castfunc::pg_catalog.regprocedure::text,
+        r.rolname
+    FROM pg_catalog.pg_cast k JOIN c ON k.castsource = c.t
+    JOIN pg_catalog.pg_proc f ON f.oid = k.castfunc JOIN pg_catalog.pg_roles r ON r.oid = f.proowner
+    WHERE k.casttarget IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype)
+        AND NOT r.rolsuper
+)
+SELECT (SELECT pg_catalog.format('type %s uses %s, owned by role "%s", who is not a superuser', b.type, b.fn, b.owner)
+        FROM bad AS b LIMIT 1) AS problem,
+    NOT EXISTS (SELECT FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t
+        JOIN pg_catalog.pg_roles r ON r.oid = ty.typowner WHERE NOT r.rolsuper) AS settled
+"""
+
+_trust: dict[int, str | None] = _db.cache({})
+
+
+def type_problem(type_oid: int) -> str | None:
+    """Why values of this type may not go into events (making them JSON would run code a
+    non-superuser controls, with the trigger's rights), or None."""
+    if type_oid in _trust:
+        return _trust[type_oid]
+    row = _db.run(_JSON_CODE, ("oid",), (type_oid,))[0]
+    if row["settled"]:
+        if len(_trust) > 1000:
+            _trust.clear()
+        _trust[type_oid] = row["problem"]
+    return row["problem"]
+
+
+def _names(what: str, given: list[str] | None, known: list[str], table: str) -> list[str] | None:
+    if given is None:
+        return None
+    out: list[str] = []
+    for name in given:
+        if name is None:
+            _db.fail("22004", f"{what} must not contain NULL")
+        if name not in known:
+            _db.fail("42703", f'{what}: column "{name}" of table {table} does not exist')
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _operations(operations: list[str] | None) -> list[str]:
+    if not operations:
+        _db.fail("22023", "operations must name at least one of INSERT, UPDATE, DELETE, TRUNCATE")
+    out: list[str] = []
+    for op in operations:
+        name = (op or "").strip().upper()
+        if name not in OPERATIONS:
+            _db.fail(
+                "22023",
+                f"unknown operation {op!r}",
+                hint="operations are INSERT, UPDATE, DELETE and TRUNCATE.",
+            )
+        if name not in out:
+            out.append(name)
+    return [op for op in OPERATIONS if op in out]
+
+
+def _routing_problem(template: str) -> str | None:
+    longest = template
+    for field, size in (("{schema}", NAME_MAX), ("{table}", NAME_MAX), ("{op}", 8)):
+        longest = longest.replace(field, "x" * size)
+    if len(longest.encode()) > 255:
+        return (
+            f"routing_key {template!r} can exceed 255 bytes once {{schema}} and {{table}} (63 bytes each) are filled in"
+        )
+    return None
+
+
+def watch(
+    kind: str,
+    table_name: str | None,
+    target: str | None,
+    operations: list[str] | None,
+    payload: str | None,
+    include: list[str] | None,
+    ignore: list[str] | None,
+    key_columns: list[str] | None,
+    broker_id: int | None = None,
+    routing_key: str | None = None,
+) -> int:
+    """Create or replace the watch of ``relid`` to ``target``; returns its watch_id."""
+    table = _table(table_name)
+    name, relid = table["name"], int(table["oid"])
+    ops = _operations(operations)
+    if payload not in SHAPES:
+        _db.fail("22023", f"payload must be 'keys' or 'row', not {payload!r}")
+    cols = columns(relid)
+    known = [c["name"] for c in cols]
+    include = _names("columns", include, known, name)
+    ignore = _names("ignore_columns", ignore, known, name)
+    keys = _names("key_columns", key_columns, known, name)
+    if keys == []:
+        _db.fail("22023", "key_columns must not be empty (leave it NULL for the primary key)")
+    if include == []:
+        _db.fail("22023", "columns must not be empty (leave it NULL for every column)")
+    has_key = bool(keys) or any(c["pk"] is not None for c in cols)
+    if payload == "keys" and not has_key:
+        _db.fail(
+            "22023",
+            f"table {name} has no primary key, so payload 'keys' would carry nothing",
+            hint="Name the columns that identify a row: key_columns => ARRAY['...'], or use payload => 'row'.",
+        )
+    for col in cols:
+        problem = type_problem(int(col["type"]))
+        if problem is not None:
+            _db.fail("42501", f'column "{col["name"]}" of table {name} cannot be watched: {problem}')
+    target = _check_target(kind, target, broker_id, routing_key)
+    rows = _db.run(
+        f"INSERT INTO {_db.schema()}.pg_mq_watch AS w (relid, kind, target, broker_id, routing_key, operations,"
+        " payload, columns, ignore_columns, key_columns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (relid, kind, target) DO UPDATE SET broker_id = EXCLUDED.broker_id,"
+        " routing_key = EXCLUDED.routing_key, operations = EXCLUDED.operations, payload = EXCLUDED.payload,"
+        " columns = EXCLUDED.columns, ignore_columns = EXCLUDED.ignore_columns, key_columns = EXCLUDED.key_columns"
+        " RETURNING watch_id",
+        ("oid", "text", "text", "int4", "text", "text[]", "text", "text[]", "text[]", "text[]"),
+        (relid, kind, target, broker_id, routing_key, ops, payload, include, ignore, keys),
+    )
+    watch_id = int(rows[0]["watch_id"])
+    _drop_triggers(watch_id, name)
+    fire = f"{_db.schema()}._pg_mq_watch_fire({_db.literal(str(watch_id))})"
+    for op in ops:
+        referencing = {"INSERT": f" REFERENCING NEW TABLE AS {NEW}", "DELETE": f" REFERENCING OLD TABLE AS {OLD}"}
+        referencing["UPDATE"] = f" REFERENCING OLD TABLE AS {OLD} NEW TABLE AS {NEW}"
+        _db.ddl(
+            f"CREATE TRIGGER {_db.ident(trigger_name(watch_id, op))} AFTER {op} ON {name}"
+            f"{referencing.get(op, '')} FOR EACH STATEMENT EXECUTE FUNCTION {fire}"
+        )
+    return watch_id
+
+
+def _drop_triggers(watch_id: int, table: str) -> None:
+    for op in OPERATIONS:
+        _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(trigger_name(watch_id, op))} ON {table}")
+
+
+def _check_target(kind: str, target: str | None, broker_id: int | None, routing_key: str | None) -> str:
+    if kind == "notify":
+        if not target:
+            _db.fail("22023", "the NOTIFY channel must not be empty or NULL")
+        if len(target.encode()) > NAME_MAX:
+            _db.fail("42622", f"NOTIFY channel {target!r} is longer than {NAME_MAX} bytes")
+        return target
+    if kind == "queue":
+        channel = queues.check_channel(target)
+        queue = queues.find(channel)
+        if queue is None:
+            if not _caller_may(
+                "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
+                f" OR pg_catalog.has_function_privilege(SESSION_USER, '{_db.schema()}.pg_mq_create_queue(text, text)',"
+                " 'EXECUTE') AS ok",
+                (),
+                (),
+            ):
+                _db.fail(
+                    "42501",
+                    f'queue "{channel}" does not exist, and only queue administrators may create it',
+                    hint="Have a queue administrator create it: SELECT pg_mq_create_queue(channel, 'jsonb').",
+                )
+            queues.create_queue(channel, "jsonb")
+            return channel
+        if queue.type_sql not in QUEUE_TYPES:
+            _db.fail(
+                "42804",
+                f'queue "{channel}" holds {queue.type_sql}; events need jsonb, json or text',
+            )
+        if not _caller_may(
+            "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
+            " OR pg_catalog.has_column_privilege(SESSION_USER, $1::pg_catalog.regclass, 'payload', 'INSERT') AS ok",
+            (queue.table,),
+            ("text",),
+        ):
+            _db.fail(
+                "42501",
+                f'you may not send to queue "{channel}", so you may not watch into it',
+                hint=f"A queue administrator can allow it: SELECT pg_mq_grant('{channel}', SESSION_USER, 'send').",
+            )
+        return channel
+    # amqp
+    if broker_id is None:
+        _db.fail("22004", "broker_id must not be NULL")
+    if target is None or routing_key is None:
+        _db.fail("22004", f"{'exchange' if target is None else 'routing_key'} must not be NULL")
+    if len(target.encode()) > 255:
+        _db.fail("22023", "exchange is longer than 255 bytes")
+    problem = _routing_problem(routing_key)
+    if problem:
+        _db.fail("22023", f"{problem}")
+    if not _caller_may(
+        "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
+        " OR pg_catalog.has_schema_privilege(SESSION_USER, 'amqp', 'USAGE') AS ok",
+        (),
+        (),
+    ):
+        _db.fail("42501", "only roles with USAGE on schema amqp may watch into AMQP")
+    if not _db.run("SELECT EXISTS (SELECT FROM amqp.broker WHERE broker_id = $1) AS ok", ("int4",), (broker_id,))[0][
+        "ok"
+    ]:
+        _db.fail("42704", f"no AMQP broker with broker_id {broker_id}")
+    return f"{broker_id}/{target}"
+
+
+def unwatch(table_name: str | None, target: str | None) -> int:
+    """Remove the watches of a table (to ``target`` only, when given); returns how many."""
+    table = _table(table_name)
+    relid = int(table["oid"])
+    rows = _db.run(
+        f"DELETE FROM {_db.schema()}.pg_mq_watch WHERE relid = $1"
+        " AND ($2::text IS NULL OR target = $2 OR (kind = 'amqp' AND pg_catalog.split_part(target, '/', 2) = $2))"
+        " RETURNING watch_id",
+        ("oid", "text"),
+        (relid, target),
+    )
+    for row in rows:
+        _drop_triggers(int(row["watch_id"]), table["name"])
+    return len(rows)
+
+
+# ---- fire time ----------------------------------------------------------------------------
+
+_seq: dict[str, Any] = {"txid": None, "n": 0}  # events numbered per transaction
+CHUNK = 50  # jsonb_build_object takes at most 100 arguments
+
+
+def _object(alias: str, names: list[str], kind: str = "json") -> str:
+    """A JSON object of ``alias``'s columns ``names`` (json keeps their order; jsonb for comparing)."""
+    if not names:
+        return f"'{{}}'::pg_catalog.{kind}"
+    parts = []
+    for i in range(0, len(names), CHUNK):
+        pairs = ", ".join(f"{_db.literal(n)}, {alias}.{_db.ident(n)}" for n in names[i : i + CHUNK])
+        parts.append(f"pg_catalog.{kind}_build_object({pairs})")
+    if len(parts) == 1:
+        return parts[0]
+    if kind == "json":  # json has no ||: join the chunks as jsonb, then back
+        return "(" + " || ".join(p.replace("json_build", "jsonb_build", 1) for p in parts) + ")::pg_catalog.json"
+    return "(" + " || ".join(parts) + ")"
+
+
+def _head(op: str, alias: str, extra: str = "", context: bool = False) -> str:
+    """The event as json: its fixed members, then ``extra`` (more name, value pairs)."""
+    return (
+        f"pg_catalog.json_build_object('event_id', $2 || ':' || {alias}.seq, 'op', {_db.literal(op)},"
+        f" 'schema', $3, 'table', $4, 'txid', $2, 'seq', {alias}.seq, 'ts', $6, 'pk', {alias}.pk{extra}"
+        + (", 'context', $5" if context else "")
+        + ")"
+    )
+
+
+def _events_sql(op: str, watch: dict[str, Any], cols: list[dict[str, Any]], context: bool) -> str:
+    """SQL of the events of one statement: columns seq, pk (json) and event (json).
+
+    Parameters: $1 first seq - 1, $2 txid, $3 schema, $4 table, $5 context (jsonb, used
+    when ``context``), $6 the time (ISO 8601 text), all the same for the whole statement.
+    """
+    trusted = [c["name"] for c in cols if type_problem(int(c["type"])) is None]
+    given_keys = watch["key_columns"]
+    keys = given_keys or [c["name"] for c in sorted((c for c in cols if c["pk"] is not None), key=lambda c: c["pk"])]
+    keys = [k for k in keys if k in trusted]
+    ignore = set(watch["ignore_columns"] or ())
+    include = watch["columns"]
+    shown = [n for n in trusted if (include is None or n in include) and n not in ignore]
+    pk = _object("x", keys) if keys else "NULL::pg_catalog.json"
+    row = watch["payload"] == "row"
+    if op == "TRUNCATE":
+        return (
+            f"SELECT e.seq, e.pk, {_head(op, 'e', context=context)} AS event"
+            " FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.json AS pk) AS e"
+        )
+    if op in ("INSERT", "DELETE"):
+        source = NEW if op == "INSERT" else OLD
+        inner = (
+            f"SELECT $1 + pg_catalog.row_number() OVER () AS seq, {pk} AS pk"
+            + (f", {_object('x', shown)} AS r" if row else "")
+            + f" FROM {source} AS x"
+        )
+        event = _head(op, "e", ", 'row', e.r" if row else "", context)
+        return f"SELECT e.seq, e.pk, {event} AS event FROM ({inner}) AS e"
+    # UPDATE: the old and new transition tables hold the rows in the same order.
+    # Values are compared as jsonb (built-in equality, never a type's own operator).
+    compared = [n for n in trusted if n not in ignore]
+    cmp = ", ".join(_db.literal(n) for n in compared)
+    names = f"ARRAY[{cmp}]::pg_catalog.text[]" if compared else "'{}'::pg_catalog.text[]"
+    pairs = (
+        f"SELECT n.i, n.pk, n.j AS nj, o.j AS oj, ARRAY(SELECT u.c FROM pg_catalog.unnest({names})"
+        " WITH ORDINALITY AS u(c, k) WHERE (n.j -> u.c) IS DISTINCT FROM (o.j -> u.c) ORDER BY u.k) AS changed"
+        f" FROM (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {_object('x', compared, 'jsonb')} AS j"
+        f" FROM {NEW} AS x) AS n"
+        f" JOIN (SELECT pg_catalog.row_number() OVER () AS i, {_object('x', compared, 'jsonb')} AS j"
+        f" FROM {OLD} AS x) AS o ON o.i = n.i"
+    )
+    where = " WHERE pg_catalog.cardinality(p.changed) > 0" if ignore else ""
+    hidden = [n for n in compared if n not in shown]
+    minus = f" - ARRAY[{', '.join(_db.literal(n) for n in hidden)}]::pg_catalog.text[]" if hidden else ""
+    inner = (
+        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY p.i) AS seq, p.pk, p.changed"
+        + (
+            f", (p.nj{minus}) AS r,"
+            " COALESCE((SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
+            f" WHERE c = ANY(ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[])),"
+            " '{}') AS old"
+            if row
+            else ""
+        )
+        + f" FROM ({pairs}) AS p{where}"
+    )
+    extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
+    return f"SELECT e.seq, e.pk, {_head(op, 'e', extra, context)} AS event FROM ({inner}) AS e"
+
+
+def _send_sql(
+    watch: dict[str, Any], op: str, events: str, context: bool
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
+    """The statement sending the events, its extra parameter types and values ($7 on)."""
+    kind = watch["kind"]
+    if kind == "notify":
+        # Under 8000 bytes as it is; else the keys only (no row, old), marked truncated;
+        # else not even the key. The short forms are built only when needed.
+        keys = _head(op, "s", ", 'truncated', true", context)
+        bare = _head(op, "s", ", 'truncated', true", context).replace(", 'pk', s.pk", "")
+        return (
+            "SELECT pg_catalog.count(pg_catalog.pg_notify($7, CASE WHEN pg_catalog.octet_length(s.f) < 8000 THEN s.f"
+            f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare}::text END"
+            f" FROM (SELECT {keys}::text AS k) AS t) END)) AS n"
+            f" FROM (SELECT e.seq, e.pk, e.event::text AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            ("text",),
+            (watch["target"],),
+        )
+    if kind == "queue":
+        queue = queues.find(watch["target"])
+        if queue is None or not queues.table_exists(queue):
+            _db.warn(
+                f'pg_message_queue: watch {watch["watch_id"]}: queue "{watch["target"]}" does not exist; no events'
+            )
+            return None
+        if queue.type_sql == "jsonb":  # built as jsonb at once: no json text to parse again
+            events = events.replace("pg_catalog.json_build_object", "pg_catalog.jsonb_build_object")
+            events = re.sub(r"::pg_catalog\.json\b", "::pg_catalog.jsonb", events)
+        cast = "" if queue.type_sql == "jsonb" else f"::text::{queue.type_sql}"
+        return (
+            f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event{cast}"
+            f" FROM ({events}) AS e ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
+            (),
+            (),
+        )
+    broker, exchange = watch["target"].split("/", 1)
+    if watch.get("by_hand"):  # the caller's rights: through amqp.publish, which checks and flags
+        return (
+            "SELECT pg_catalog.count(amqp.publish($7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace("
+            f"$9, '{{schema}}', $3), '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), s.event::text, 2,"
+            " 'application/json', message_id => $2 || ':' || s.seq)) AS n"
+            f" FROM (SELECT e.seq, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            ("int4", "text", "text"),
+            (int(broker), exchange, watch["routing_key"]),
+        )
+    return (
+        "WITH b AS (SELECT COALESCE(pg_catalog.bool_or(br.mandatory), false) AS m,"
+        " COALESCE(pg_catalog.bool_or(br.strict), false)"
+        " OR pg_catalog.lower(COALESCE(pg_catalog.current_setting('pg_message_queue.amqp_strict', true), ''))"
+        " NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0') AS s"
+        " FROM amqp.broker AS br WHERE br.broker_id = $7),"
+        " i AS (INSERT INTO amqp.outbox (broker_id, exchange, routing_key, message, delivery_mode, content_type,"
+        " message_id, mandatory, strict)"
+        " SELECT $7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3),"
+        f" '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), e.event::text, 2, 'application/json',"
+        " $2 || ':' || e.seq, b.m, b.s"
+        f" FROM ({events}) AS e, b ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
+        ("int4", "text", "text"),
+        (int(broker), exchange, watch["routing_key"]),
+    )
+
+
+_BY_HAND_HINT = (
+    "CREATE TRIGGER ... AFTER INSERT ON t REFERENCING NEW TABLE AS pg_mq_new FOR EACH STATEMENT"
+    " EXECUTE FUNCTION pg_mq_change_trigger('notify', 'channel'); UPDATE needs"
+    " REFERENCING OLD TABLE AS pg_mq_old NEW TABLE AS pg_mq_new, DELETE OLD TABLE AS pg_mq_old."
+)
+
+
+def _by_hand(td: dict[str, Any]) -> dict[str, Any] | None:
+    """The watch a hand-written pg_mq_change_trigger(kind, target [, options]) describes,
+    or None (with a WARNING saying why: a bad trigger never breaks the statement)."""
+    args = list(td["args"] or [])
+    problem = None
+    options: dict[str, Any] = {}
+    if td["level"] != "STATEMENT" or td["when"] != "AFTER":
+        problem = "it must be an AFTER ... FOR EACH STATEMENT trigger"
+    elif len(args) not in (2, 3) or args[0] not in ("notify", "queue", "amqp"):
+        problem = "its arguments are (kind, target [, options]): kind notify, queue or amqp"
+    else:
+        try:
+            options = json.loads(args[2]) if len(args) == 3 else {}
+            if not isinstance(options, dict):
+                raise ValueError
+        except ValueError:
+            problem = "its third argument must be a JSON object of options"
+    kind = args[0] if args else ""
+    unknown = set(options) - {"payload", "columns", "ignore_columns", "key_columns", "broker_id", "routing_key"}
+    if problem is None and unknown:
+        problem = f"unknown option(s) {sorted(unknown)}"
+    payload = options.get("payload", "keys" if kind == "notify" else "row")
+    if problem is None and payload not in SHAPES:
+        problem = "option payload must be 'keys' or 'row'"
+    if problem is None and kind == "amqp" and not isinstance(options.get("broker_id"), int):
+        problem = 'an amqp trigger needs option "broker_id" (its target is the exchange)'
+    if problem is not None:
+        _db.warn(f"pg_message_queue: trigger {td['name']}: {problem}; no events", _BY_HAND_HINT)
+        return None
+    target = args[1] if kind != "amqp" else f"{options['broker_id']}/{args[1]}"
+    return {
+        "watch_id": td["name"],
+        "kind": kind,
+        "target": target,
+        "routing_key": options.get("routing_key", "{schema}.{table}.{op}"),
+        "payload": payload,
+        "columns": options.get("columns"),
+        "ignore_columns": options.get("ignore_columns"),
+        "key_columns": options.get("key_columns"),
+        "by_hand": True,
+    }
+
+
+def fire_by_hand(td: dict[str, Any]) -> None:
+    """pg_mq_change_trigger: the same events, described by the trigger's arguments and
+    sent with the rights of the role that changed the table."""
+    watch = _by_hand(td)
+    if watch is None:
+        return
+    try:
+        _emit(td, watch, int(td["relid"]))
+    except _db.SPIError as exc:
+        if _db.must_propagate(exc):
+            raise
+        _db.warn(f"pg_message_queue: trigger {td['name']}: {_db.message(exc)}; no events", _BY_HAND_HINT)
+
+
+def fire(td: dict[str, Any]) -> None:
+    """The trigger: one statement computes and sends every event of this statement."""
+    args = td["args"] or []
+    relid = int(td["relid"])
+    try:
+        watch_id = int(args[0])
+    except (ValueError, IndexError):
+        _db.warn(f"pg_message_queue: trigger {td['name']} has no watch_id argument; no events")
+        return
+    rows = _db.run(
+        f"SELECT watch_id, relid::pg_catalog.int8 AS relid, kind, target, routing_key, payload, columns,"
+        f" ignore_columns, key_columns, NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relid) AS gone"
+        f" FROM {_db.schema()}.pg_mq_watch WHERE watch_id = $1",
+        ("int8",),
+        (watch_id,),
+    )
+    if not rows:
+        _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} does not exist; no events")
+        return
+    watch = dict(rows[0])
+    if int(watch["relid"]) != relid:
+        if not watch["gone"]:
+            _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} is not a watch of this table")
+            return
+        # restored from a dump: the table has a new oid
+        _db.run(
+            f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1", ("int8", "oid"), (watch_id, relid)
+        )
+    _emit(td, watch, relid)
+
+
+def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
+    op = td["event"]
+    cols = columns(relid)
+    for col in cols:
+        problem = type_problem(int(col["type"]))
+        if problem is not None:
+            _db.warn(f'pg_message_queue: column "{col["name"]}" is left out of events: {problem}')
+    now = _db.run(
+        "SELECT pg_catalog.pg_current_xact_id()::text AS txid,"
+        " pg_catalog.to_jsonb(pg_catalog.clock_timestamp()) #>> '{}' AS ts,"
+        " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx"
+    )[0]
+    context = _context(now["ctx"])
+    has_context = context != "{}"
+    sent = _send_sql(watch, op, _events_sql(op, watch, cols, has_context), has_context)
+    if sent is None:
+        return
+    sql, types, extra = sent
+    if _seq["txid"] != now["txid"]:
+        _seq.update(txid=now["txid"], n=0)
+    try:
+        result = _db.run(
+            sql,
+            ("int8", "text", "text", "text", "jsonb", "text", *types),
+            (_seq["n"], now["txid"], td["table_schema"], td["table_name"], context, now["ts"], *extra),
+        )
+    except _db.SPIError as exc:
+        # The target changed under the watch (a queue dropped in between, ...): the
+        # user's statement goes on (each plpy.execute is its own subtransaction).
+        if _db.must_propagate(exc) or watch.get("by_hand"):
+            raise
+        _db.warn(f"pg_message_queue: watch {watch['watch_id']}: {_db.message(exc)}; no events")
+        return
+    _seq["n"] += int(result[0]["n"])
+
+
+def _context(text: str | None) -> str:
+    """The event's "context" member from pg_mq.event_context (any JSON value), "{}" for none."""
+    if not text:
+        return "{}"
+    if len(text.encode()) > MAX_CONTEXT_BYTES:
+        _db.warn(f"pg_message_queue: pg_mq.event_context is over {MAX_CONTEXT_BYTES} bytes; left out of events")
+        return "{}"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        _db.warn("pg_message_queue: pg_mq.event_context is not JSON; left out of events")
+        return "{}"
+    return json.dumps(value)
