@@ -389,7 +389,8 @@ def _commit_while_broker_paused(
     try:
         thread = threading.Thread(target=commit, daemon=True)
         thread.start()
-        time.sleep(1)
+        _wait_committing(dsn, pid)  # a signal sent before the COMMIT arrives would find nothing to act on
+        time.sleep(0.5)
         during(pid)
         thread.join(pause)
         still_running = thread.is_alive()
@@ -400,6 +401,18 @@ def _commit_while_broker_paused(
     with contextlib.suppress(psycopg.Error):
         victim.close()
     return result[0], still_running
+
+
+def _wait_committing(dsn: str, pid: int, timeout: float = 20.0) -> None:
+    """Until backend ``pid`` is running its COMMIT (under load the thread may start late)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute("SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if row is not None and row[0] == "active" and row[1].strip().upper().startswith("COMMIT"):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"backend {pid} never started its COMMIT")
 
 
 def _nothing_committed(dsn: str, timeout: float = 60.0) -> None:
