@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -24,8 +25,28 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DBNAME = "pg_message_queue"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port outside the kernel's ephemeral range: a server restarted on
+    the same port (RabbitMQ after kill -9) must not find it taken as the local port of
+    some client's connection meanwhile."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10000, 65535) if not low <= p <= high]
+    for port in random.sample(candidates, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # everything tried was taken: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -296,7 +317,8 @@ class RabbitMQ:
         """Start again on the same ports and data (after ``kill`` or ``stop``)."""
         if self._pid() is not None:
             self.stop(epmd=False)
-        self._wait_port_free(self._ports()["amqp"], 30)
+        for kind in ("amqp", "dist"):
+            self._wait_port_free(self._ports()[kind], 30)
         self.start()
 
     @staticmethod
