@@ -36,14 +36,7 @@ PUBLIC_DEFINERS = {
     "amqp.autonomous_publish(integer,character varying,character varying,character varying,integer,"
     "character varying,character varying,character varying,jsonb,character varying,character varying,"
     "integer,boolean)": "behind USAGE on schema amqp (README, AMQP Permissions)",
-    # change events (README, Change events: Who may watch): they check that the session's role
-    # owns the table and may use the target before doing anything
-    "pg_mq_watch_notify(regclass,text,text[],text,text[],text[],text[])": "the table's owner only",
-    "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])": "the table's owner, who may send to the queue",
-    "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])": (
-        "the table's owner, with USAGE on schema amqp"
-    ),
-    "pg_mq_unwatch(regclass,text)": "the table's owner only",
+    # change events: the watch functions are granted deliberately (README, Change events: Who may watch)
     "_pg_mq_watch_dropped()": "event trigger (sql_drop): deletes only the watches of the tables just dropped",
 }
 

@@ -274,6 +274,37 @@ def roles(db):
         db.execute(f"DROP ROLE {name}")
 
 
+WATCH_FUNCTIONS = (
+    "pg_mq_watch_notify(regclass, text, text[], text, text[], text[], text[])",
+    "pg_mq_watch_queue(regclass, text, text[], text, text[], text[], text[])",
+    "pg_mq_watch_amqp(regclass, integer, text, text, text[], text, text[], text[], text[])",
+    "pg_mq_unwatch(regclass, text)",
+)
+
+
+def test_a_role_cannot_watch_an_owners_table_through_its_own_security_definer_function(db, dsn, roles):
+    """The attack the login-role check alone would allow: mallory's SECURITY DEFINER function,
+    called by the table's owner, tries to watch the owner's table into mallory's channel."""
+    owner, mallory = roles(), roles()
+    db.execute(f"GRANT CREATE ON SCHEMA public TO {owner}, {mallory}")
+    o = psycopg.connect(as_role(dsn, owner), autocommit=True)
+    m = psycopg.connect(as_role(dsn, mallory), autocommit=True)
+    try:
+        o.execute("CREATE TABLE secrets (id int PRIMARY KEY, v text)")
+        m.execute(
+            "CREATE FUNCTION public.helpful() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS $$"
+            " BEGIN PERFORM pg_mq_watch_notify('secrets', 'mallory_ears', payload => 'row'); RETURN 1; END $$"
+        )
+        m.execute(f"GRANT EXECUTE ON FUNCTION public.helpful() TO {owner}")
+        fails(o, "SELECT public.helpful()", sqlstate="42501", match="permission denied for function pg_mq_watch_notify")
+        assert db.execute("SELECT count(*) FROM pg_mq_watches").fetchone() == (0,)
+    finally:
+        o.close()
+        m.close()
+        db.execute("DROP FUNCTION IF EXISTS public.helpful()")
+        db.execute("DROP TABLE IF EXISTS secrets")
+
+
 def test_permissions(db, dsn, connect, roles):
     owner, writer, other = roles(), roles(), roles()
     db.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
@@ -282,6 +313,8 @@ def test_permissions(db, dsn, connect, roles):
     w = psycopg.connect(as_role(dsn, writer), autocommit=True)
     x = psycopg.connect(as_role(dsn, other), autocommit=True)
     try:
+        for fn in WATCH_FUNCTIONS:
+            db.execute(f"GRANT EXECUTE ON FUNCTION {fn} TO {owner}, {other}")
         o.execute("CREATE TABLE owned (id int PRIMARY KEY, v text)")
         o.execute(f"GRANT INSERT, UPDATE, DELETE, SELECT ON owned TO {writer}, {other}")
         # the owner may not watch into a queue it may not send to; with send rights it may
@@ -325,6 +358,8 @@ def test_columns_whose_json_runs_a_non_superusers_code(db, dsn, connect, roles):
     non-superuser owns, since the trigger runs with the extension owner's rights."""
     owner = roles()
     db.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
+    for fn in WATCH_FUNCTIONS:
+        db.execute(f"GRANT EXECUTE ON FUNCTION {fn} TO {owner}")
     o = psycopg.connect(as_role(dsn, owner), autocommit=True)
     try:
         o.execute("CREATE TYPE mood AS ENUM ('ok', 'sad')")  # built-in enum_out: fine

@@ -62,16 +62,16 @@ QUEUE_PUBLIC = {
     # the DROP EXTENSION guard: an event trigger function (not callable directly), which
     # must stay executable because it fires on every role's DROP EXTENSION
     "_pg_mq_guard_drop()",
-    # change events: the watch functions check inside that the caller owns the table and
-    # may use the target (README Change events); the sql_drop event trigger function
-    "pg_mq_watch_notify(regclass,text,text[],text,text[],text[],text[])",
-    "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
-    "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
-    "pg_mq_unwatch(regclass,text)",
+    # change events: the sql_drop event trigger function, and
     "pg_mq_change_trigger()",  # hand-written watches: sends with the rights of whoever changes the table
     "_pg_mq_watch_dropped()",
 }
 QUEUE_ADMIN = {
+    # watching a table: granted deliberately, like queue administration (README Change events)
+    "pg_mq_watch_notify(regclass,text,text[],text,text[],text[],text[])",
+    "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
+    "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
+    "pg_mq_unwatch(regclass,text)",
     "pg_mq_create_queue(text,text)",
     "pg_mq_drop_queue(text,boolean)",
     "pg_mq_purge_queue(text)",

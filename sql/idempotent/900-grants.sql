@@ -47,10 +47,20 @@ REVOKE ALL ON FUNCTION amqp.flush(integer, integer, boolean) FROM public;
 REVOKE ALL ON FUNCTION amqp.retry_failed(integer) FROM public;
 REVOKE ALL ON PROCEDURE amqp.relay(integer, integer, double precision, interval, boolean) FROM public;
 
--- Change events. Watching is for a table's owner (checked inside), so the watch
--- functions are executable by everyone; the trigger function is not, so nobody can
--- attach it to a table by hand (CREATE TRIGGER needs EXECUTE). What is watched
--- is visible to everyone, like the queue catalog.
+-- Change events. Watching is for a table's owner, checked inside against the
+-- session's login role (a SECURITY DEFINER function cannot see its caller's role).
+-- That check alone would let a role's own SECURITY DEFINER function, called by a
+-- table owner, watch the owner's table into a channel the role reads: so EXECUTE on
+-- the watch functions is granted deliberately, to the roles that may watch (the
+-- caller's EXECUTE is checked against the role really calling). The trigger function
+-- is not executable by PUBLIC, so nobody can attach it to a table by hand (CREATE
+-- TRIGGER needs EXECUTE). What is watched is visible to everyone, like the queue catalog.
+REVOKE ALL ON FUNCTION pg_mq_watch_notify(regclass, text, text[], text, text[], text[], text[]) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_watch_queue(regclass, text, text[], text, text[], text[], text[]) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_watch_amqp(
+    regclass, integer, text, text, text[], text, text[], text[], text[]
+) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_unwatch(regclass, text) FROM public;
 REVOKE ALL ON FUNCTION _pg_mq_watch_fire() FROM public;
 REVOKE ALL ON pg_mq_watch FROM public;
 REVOKE ALL ON SEQUENCE pg_mq_watch_watch_id_seq FROM public;
