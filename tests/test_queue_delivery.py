@@ -1,6 +1,6 @@
 """Delivery semantics: mark-delivered in the caller's transaction, SKIP LOCKED, NOTIFY."""
 
-from helpers import drain_concurrently, drain_notifies, wait_notifies
+from helpers import drain_concurrently, drain_notifies, fails, wait_notifies
 
 
 def fill(db, channel="q", n=10):
@@ -10,8 +10,8 @@ def fill(db, channel="q", n=10):
 
 def test_get_returns_oldest_first_and_marks_delivered(db):
     fill(db, n=5)
-    first = db.execute("SELECT payload, was_delivered FROM pg_mq_get_msg_text('q', 2)").fetchall()
-    assert first == [("m1", False), ("m2", False)]
+    first = db.execute("SELECT payload, delivered_at = now() FROM pg_mq_get_msg_text('q', 2)").fetchall()
+    assert first == [("m1", True), ("m2", True)]
     rest = [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 10)")]
     assert rest == ["m3", "m4", "m5"]
     delivered = db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NOT NULL").fetchone()[0]
@@ -53,15 +53,49 @@ def test_competing_consumers_neither_block_nor_share(connect):
     b.commit()
 
 
-def test_get_by_id_reports_previous_delivery_and_marks_it(db):
+def test_get_by_id_marks_delivered_now_delivered_or_not_as_the_original(connect):
+    db = connect()
     fill(db, n=2)
     first_id = db.execute("SELECT min(msg_id) FROM pg_mq_queue_q").fetchone()[0]
-    row = db.execute("SELECT payload, was_delivered FROM pg_mq_get_msg_id_text('q', %s)", (first_id,)).fetchone()
-    assert row == ("m1", False)
-    row = db.execute("SELECT payload, was_delivered FROM pg_mq_get_msg_id_bin('q', %s)", (first_id,)).fetchone()
+    tx = connect(autocommit=False)
+    row = tx.execute("SELECT payload, delivered_at = now() FROM pg_mq_get_msg_id_text('q', %s)", (first_id,)).fetchone()
+    assert row == ("m1", True)
+    tx.commit()
+    # Delivered already: the original hands it out again and sets delivered_at anew.
+    row = tx.execute("SELECT payload, delivered_at = now() FROM pg_mq_get_msg_id_bin('q', %s)", (first_id,)).fetchone()
     assert row == (b"m1", True)
+    tx.commit()
+    assert db.execute("SELECT read_count FROM pg_mq_queue_q WHERE msg_id = %s", (first_id,)).fetchone() == (2,)
     assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 5)")] == ["m2"]
     assert db.execute("SELECT * FROM pg_mq_get_msg_id_text('q', -1)").fetchall() == []
+
+
+def test_results_have_the_original_columns_and_argument_types(db):
+    """pg_mq_get_msg_* return msg_id, sent_at, sent_by, delivered_at, payload, and
+    pg_mq_get_msg_text takes a bigint, as every release of the original did."""
+    fill(db, n=3)
+    cur = db.execute("SELECT * FROM pg_mq_get_msg_text('q', 1::bigint)")
+    assert [c.name for c in cur.description] == ["msg_id", "sent_at", "sent_by", "delivered_at", "payload"]
+    cur = db.execute("SELECT * FROM pg_mq_get_msg_bin('q', 1)")
+    assert [c.name for c in cur.description] == ["msg_id", "sent_at", "sent_by", "delivered_at", "payload"]
+    assert db.execute("SELECT count(*) FROM pg_mq_get_msg_text('q', 9223372036854775807)").fetchone() == (1,)
+    args = db.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.proname IN ('pg_mq_get_msg_text', 'pg_mq_create_queue') ORDER BY 1"
+    ).fetchall()
+    assert args == [
+        ("pg_mq_create_queue(text,regtype)",),
+        ("pg_mq_create_queue(text,text)",),
+        ("pg_mq_get_msg_text(name,bigint)",),
+    ]
+
+
+def test_create_queue_takes_a_regtype_as_the_original(db):
+    row = db.execute("SELECT channel, payload_type::text FROM pg_mq_create_queue('r', 'inet'::regtype)").fetchone()
+    assert row == ("r", "inet")
+    # A quoted literal still resolves to the text form (no ambiguity), with its clear error.
+    assert db.execute("SELECT channel FROM pg_mq_create_queue('s', 'date')").fetchone() == ("s",)
+    fails(db, "SELECT pg_mq_create_queue('t', 'no_such_type')", sqlstate="42704", match="no_such_type")
 
 
 def test_four_consumers_drain_ten_thousand_messages_exactly_once(connect, dsn):

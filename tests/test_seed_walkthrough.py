@@ -15,7 +15,7 @@ def test_seed_walkthrough_create_listen_send_read(connect):
     assert [(n.channel, n.payload) for n in notes] == [("test_queue", str(sent[0]))]
 
     got = admin.execute("SELECT * FROM pg_mq_get_msg_text('test_queue', 10)").fetchall()
-    assert [(r[0], r[2], r[3], r[4]) for r in got] == [(sent[0], "postgres", False, "Read This")]
+    assert [(r[0], r[2], r[3] is not None, r[4]) for r in got] == [(sent[0], "postgres", True, "Read This")]
     # Delivered messages are not handed out again.
     assert admin.execute("SELECT * FROM pg_mq_get_msg_bin('test_queue', 10)").fetchall() == []
 

@@ -308,7 +308,7 @@ def select_ready(queue: Queue, now: str) -> str:
     outer = ", ".join(f"c.{column}" for column in order.split(", "))
     return (
         f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates}) AS c"
-        f" WHERE {ready} ORDER BY {outer} LIMIT $1 + {CANDIDATE_SLACK}) AS c,"
+        f" WHERE {ready} ORDER BY {outer} LIMIT $1::pg_catalog.int8 + {CANDIDATE_SLACK}) AS c,"
         f" LATERAL (SELECT q.msg_id FROM {queue.table} AS q WHERE {check} FOR UPDATE SKIP LOCKED) AS l"
         f" ORDER BY {outer} LIMIT $1"
     )
@@ -326,8 +326,8 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
         " done AS ("
         f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id"
-        " RETURNING q.msg_id, q.sent_at, q.sent_by, q.priority, q.payload)"
-        f" SELECT msg_id, sent_at, sent_by, false AS was_delivered, {payload} AS payload"
+        " RETURNING q.msg_id, q.sent_at, q.sent_by, q.delivered_at, q.priority, q.payload)"
+        f" SELECT msg_id, sent_at, sent_by, delivered_at, {payload} AS payload"
         f" FROM done ORDER BY {order}"
     )
 
@@ -364,21 +364,15 @@ def dead_letter(queue: Queue, msg_ids: list[int] | None) -> None:
 
 
 def get_message_by_id(channel: str | None, msg_id: int | None, as_text: bool) -> Any:
-    """One message by id, delivered or not; marks it delivered if it was not."""
+    """One message by id, delivered or not, marked delivered now, as the original does
+    (a message delivered before gets a new delivered_at; read_count counts each time)."""
     queue = queues.get(channel)
     if msg_id is None:
         _db.fail("22004", "msg_id must not be NULL")
     payload = payload_expr(queue, as_text)
-    rows = _db.run(
-        f"SELECT msg_id, sent_at, sent_by, delivered_at IS NOT NULL AS was_delivered,"
-        f" {payload} AS payload FROM {queue.table} WHERE msg_id = $1 FOR UPDATE",
+    return _db.run(
+        f"UPDATE {queue.table} SET delivered_at = pg_catalog.now(), read_count = read_count + 1 WHERE msg_id = $1"
+        f" RETURNING msg_id, sent_at, sent_by, delivered_at, {payload} AS payload",
         ("int8",),
         (msg_id,),
     )
-    if rows and not rows[0]["was_delivered"]:
-        _db.run(
-            f"UPDATE {queue.table} SET delivered_at = pg_catalog.now(), read_count = read_count + 1 WHERE msg_id = $1",
-            ("int8",),
-            (msg_id,),
-        )
-    return rows

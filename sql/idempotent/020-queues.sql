@@ -14,6 +14,21 @@ $python$;
 COMMENT ON FUNCTION pg_mq_create_queue(text, text) IS
 'Create queue in_channel (table pg_mq_queue_<channel>, NOTIFY "<channel>" on insert) holding payloads of type in_payload_type; returns its catalog row.';
 
+-- The original's signature: the payload type as a regtype ('text'::regtype, or a
+-- regtype column). A quoted literal still goes to the text form above, which
+-- names an unknown type in its error instead of failing in regtype's input.
+CREATE OR REPLACE FUNCTION pg_mq_create_queue(in_channel text, in_payload_type regtype)
+RETURNS @extschema@.pg_mq_config_catalog
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.queues.create_queue(in_channel, in_payload_type)
+$python$;
+COMMENT ON FUNCTION pg_mq_create_queue(text, regtype) IS
+'Create queue in_channel for payloads of type in_payload_type given as a regtype (the original''s signature); as pg_mq_create_queue(text, text).';
+
 -- Drop a queue; one with undelivered messages needs force => true.
 CREATE OR REPLACE FUNCTION pg_mq_drop_queue(in_channel text, force boolean DEFAULT false)
 RETURNS boolean

@@ -126,17 +126,25 @@ COMMENT ON FUNCTION _pg_mq_get_sql(text, integer, boolean) IS
 'Internal: checks a pg_mq_get_msg_* call and returns the SQL that runs it.';
 
 -- Claim the in_num_msgs oldest ready messages, payload as text.
-CREATE OR REPLACE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs integer)
+-- in_num_msgs is bigint and pg_mq_get_msg_bin's is integer, as in the original.
+CREATE OR REPLACE FUNCTION pg_mq_get_msg_text(in_channel name, in_num_msgs bigint)
 RETURNS SETOF @extschema@.pg_mq_msg_text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- No call can claim more than 2^31-1 messages; NULL stays NULL (refused).
+    n integer := CASE
+        WHEN in_num_msgs > 2147483647 THEN 2147483647
+        WHEN in_num_msgs < -2147483648 THEN -2147483648
+        ELSE in_num_msgs
+    END;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, true)
-    USING in_num_msgs, clock_timestamp();
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, n, true)
+    USING n, clock_timestamp();
 END
 $$;
-COMMENT ON FUNCTION pg_mq_get_msg_text(name, integer) IS
+COMMENT ON FUNCTION pg_mq_get_msg_text(name, bigint) IS
 'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. A bytea payload comes as its text form (\\x...).';
 
 -- Claim the in_num_msgs oldest ready messages, payload as bytea.
@@ -163,7 +171,7 @@ AS $python$
 return pgmq.messages.get_message_by_id(in_channel, in_msg_id, True)
 $python$;
 COMMENT ON FUNCTION pg_mq_get_msg_id_text(name, bigint) IS
-'Return message in_msg_id of queue in_channel (payload as text), delivered or not (was_delivered tells), and mark it delivered. No row if there is no such message.';
+'Return message in_msg_id of queue in_channel (payload as text), delivered or not, and mark it delivered now (delivered_at), as the original does. No row if there is no such message.';
 
 -- One message by id, payload as bytea; marks it delivered.
 CREATE OR REPLACE FUNCTION pg_mq_get_msg_id_bin(in_channel name, in_msg_id bigint)
@@ -175,4 +183,4 @@ AS $python$
 return pgmq.messages.get_message_by_id(in_channel, in_msg_id, False)
 $python$;
 COMMENT ON FUNCTION pg_mq_get_msg_id_bin(name, bigint) IS
-'Return message in_msg_id of queue in_channel (payload as bytea), delivered or not (was_delivered tells), and mark it delivered. No row if there is no such message.';
+'Return message in_msg_id of queue in_channel (payload as bytea), delivered or not, and mark it delivered now (delivered_at), as the original does. No row if there is no such message.';

@@ -2,6 +2,7 @@
 
 -- Queue administration is for roles an administrator chooses.
 REVOKE ALL ON FUNCTION pg_mq_create_queue(text, text) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_create_queue(text, regtype) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_drop_queue(text, boolean) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_purge_queue(text) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_rebuild_triggers() FROM public;
