@@ -10,7 +10,11 @@ def test_seed_walkthrough_create_listen_send_read(connect):
     assert row[0] == "test_queue"
     listener.execute('LISTEN "test_queue";')
 
-    sent = admin.execute("SELECT * FROM pg_mq_send_message('test_queue', 'Read This'::text);").fetchone()
+    cur = admin.execute("SELECT * FROM pg_mq_send_message('test_queue', 'Read This'::text);")
+    sent = cur.fetchone()
+    # The original's pg_mq_base columns first, in its order; then what we add.
+    assert [c.name for c in cur.description][:4] == ["msg_id", "sent_at", "sent_by", "delivered_at"]
+    assert sent[2] == "postgres" and sent[3] is None
     notes = wait_notifies(listener, 1)
     assert [(n.channel, n.payload) for n in notes] == [("test_queue", str(sent[0]))]
 

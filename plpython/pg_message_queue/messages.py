@@ -17,7 +17,7 @@ from . import _db, queues
 from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, Queue
 
 TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type's input
-_SENT = "msg_id, sent_at, sent_by, visible_at"
+_SENT = "msg_id, sent_at, sent_by, delivered_at, visible_at"
 
 # Queues looked up by senders in this backend. Each send re-checks, inside its
 # INSERT, that the catalog row is still the one cached (its xmin): a dropped,

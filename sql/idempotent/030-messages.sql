@@ -37,7 +37,7 @@ SELECT @extschema@._pg_mq_send(
 )
 $$;
 COMMENT ON FUNCTION pg_mq_send_message(text, anyelement, interval, integer, text, jsonb) IS
-'Send in_payload (the queue''s type, or text parsed as it) to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
+'Send in_payload (the queue''s type, or text parsed as it) to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, delivered_at (as the original), channel, visible_at, deduplicated.';
 
 -- The same for text and untyped literals ('...', or a client's untyped
 -- parameter), which a polymorphic argument alone would refuse.
@@ -58,7 +58,7 @@ SELECT @extschema@._pg_mq_send(
 )
 $$;
 COMMENT ON FUNCTION pg_mq_send_message(text, text, interval, integer, text, jsonb) IS
-'Send in_payload, given as text or an untyped literal and parsed as the queue''s type, to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, visible_at, deduplicated.';
+'Send in_payload, given as text or an untyped literal and parsed as the queue''s type, to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, delivered_at (as the original), channel, visible_at, deduplicated.';
 
 -- Forget a dedup_key on messages sent before the queue's dedup_window, so a new
 -- message may take it. SECURITY DEFINER because senders may not update messages;

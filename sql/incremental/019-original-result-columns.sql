@@ -10,3 +10,15 @@ ALTER TYPE pg_mq_msg_text ALTER ATTRIBUTE delivered_at TYPE timestamptz;
 ALTER TYPE pg_mq_msg_bin RENAME ATTRIBUTE was_delivered TO delivered_at;
 ALTER TYPE pg_mq_msg_bin ALTER ATTRIBUTE delivered_at TYPE timestamptz;
 DROP FUNCTION IF EXISTS pg_mq_get_msg_text(name, integer);
+
+-- pg_mq_send_message returns the original's pg_mq_base columns first (msg_id,
+-- sent_at, sent_by, delivered_at: NULL for a new message), then what this
+-- extension adds. The type holds no data, so its attributes are simply re-laid.
+ALTER TYPE pg_mq_sent
+DROP ATTRIBUTE channel,
+DROP ATTRIBUTE visible_at,
+DROP ATTRIBUTE deduplicated,
+ADD ATTRIBUTE delivered_at timestamptz,
+ADD ATTRIBUTE channel text,
+ADD ATTRIBUTE visible_at timestamptz,
+ADD ATTRIBUTE deduplicated boolean;
