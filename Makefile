@@ -24,8 +24,10 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV        = .venv
 PY          = $(VENV)/bin/python
 # pg_config and PGXS come with Debian's postgresql-client; nothing here is compiled.
+# Real PgQ 3 and its ticker daemon pgqd are the reference the pgq companion is
+# tested and benchmarked against (tests/test_pgq_*.py, tools/bench_pgq.py).
 APT_PKGS    = postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) postgresql-plpython3-$(PG_MAJOR) \
-              rabbitmq-server python3-pip python3-venv make
+              postgresql-$(PG_MAJOR)-pgq3 pgqd rabbitmq-server python3-pip python3-venv make
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
