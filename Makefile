@@ -2,7 +2,7 @@
 #   make run     private PostgreSQL (+ RabbitMQ) under .run/ with the extension
 #   make test    install what is missing, lint, run every test
 #   make soak    load run with an audit (SOAK_ARGS="--minutes 2"; not part of make test)
-#   make install | lint | bench | stop | clean
+#   make install | lint | bench | bench-pgq | stop | clean
 
 EXTENSION   = pg_message_queue
 EXT_VERSION:= $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -37,7 +37,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench bench-read bench-xmin unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-read bench-xmin unit soak
 
 $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
@@ -116,6 +116,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)
+	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
+
+# The pgq companion next to real PgQ 3 (BENCH_PGQ_ARGS="--help" lists the options).
+bench-pgq: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
 
 # Load run with an audit (not part of make test): SOAK_ARGS="--minutes 2"
 soak: deps
