@@ -265,14 +265,14 @@ class PgqBackend:
 
 
 @pytest.fixture(scope="session")
-def pgq_templates(pg_server: Server) -> dict[str, str | None]:
+def pgq_backend_templates(pg_server: Server) -> dict[str, str | None]:
     """Template database per PgQ backend, made on first use (None: not installed)."""
     return {}
 
 
 @pytest.fixture(params=PGQ_BACKENDS)
-def pgq(
-    request: pytest.FixtureRequest, pg_server: Server, pgq_templates: dict[str, str | None]
+def pgq_backend(
+    request: pytest.FixtureRequest, pg_server: Server, pgq_backend_templates: dict[str, str | None]
 ) -> Iterator[PgqBackend]:
     """A fresh database with real PgQ 3 (``pgq3``: Debian's postgresql-15-pgq3, the
     reference) or with ours (``ours``: pg_message_queue_pgq). Only ours may skip, and
@@ -280,19 +280,19 @@ def pgq(
     (``make deps`` installs it)."""
     name = request.param
     extension = _PGQ_EXTENSION[name]
-    if name not in pgq_templates:
+    if name not in pgq_backend_templates:
         with psycopg.connect(pg_server.dsn_for("postgres"), autocommit=True) as conn:
             available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (extension,)).fetchone()
         if available is None and name == "ours":
-            pgq_templates[name] = None
+            pgq_backend_templates[name] = None
         else:
             template = f"pgq_template_{name}"
             pg_server.admin(f"DROP DATABASE IF EXISTS {template}")
             pg_server.admin(f"CREATE DATABASE {template}")
             with psycopg.connect(pg_server.dsn_for(template), autocommit=True) as conn:
                 conn.execute(f"CREATE EXTENSION {extension} CASCADE")
-            pgq_templates[name] = template
-    template = pgq_templates[name]
+            pgq_backend_templates[name] = template
+    template = pgq_backend_templates[name]
     if template is None:
         pytest.skip(f"the companion extension {extension} is not installed (make install of the pgq branch)")
     db = f"t{next(_counter)}_{name}"

@@ -10,7 +10,7 @@
   once, in both of the library's fetch modes (a cursor over pgq.get_batch_cursor,
   or pgq.get_batch_events), and its retry tagging (pgq.event_retry) must work.
 
-Parametrised over both backends through the ``pgq`` fixture (tests/conftest.py):
+Parametrised over both backends through the ``pgq_backend`` fixture (tests/conftest.py):
 ``ours`` skips only when pg_message_queue_pgq is not installed.
 """
 
@@ -65,9 +65,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def pgqd(pgq, tmp_path: Path) -> Iterator[Callable[[], Path]]:
+def pgqd(pgq_backend, tmp_path: Path) -> Iterator[Callable[[], Path]]:
     """Start Debian's pgqd for the test's database; returns its log file's path."""
-    params = conninfo_to_dict(pgq.dsn)
+    params = conninfo_to_dict(pgq_backend.dsn)
     log = tmp_path / "pgqd.log"
     started: list[subprocess.Popen] = []
 
@@ -102,8 +102,8 @@ def _take_all(db: psycopg.Connection, queue: str, consumer: str) -> list[tuple]:
     return got
 
 
-def test_pgqd_ticks_and_a_consumer_gets_batches(pgq, pgqd) -> None:
-    db = pgq.connect()
+def test_pgqd_ticks_and_a_consumer_gets_batches(pgq_backend, pgqd) -> None:
+    db = pgq_backend.connect()
     assert one(db, "SELECT pgq.create_queue('q')") == 1
     assert one(db, "SELECT pgq.set_queue_config('q', 'ticker_max_lag', '0.2 seconds')") == 1
     assert one(db, "SELECT pgq.register_consumer('q', 'c')") == 1
@@ -172,8 +172,8 @@ def run_recorder(ini: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("lazy_fetch", [0, 50], ids=["get_batch_events", "get_batch_cursor"])
-def test_python_pgq_consumer_receives_every_event(pgq, tmp_path: Path, lazy_fetch: int) -> None:
-    db = pgq.connect()
+def test_python_pgq_consumer_receives_every_event(pgq_backend, tmp_path: Path, lazy_fetch: int) -> None:
+    db = pgq_backend.connect()
     assert one(db, "SELECT pgq.create_queue('q')") == 1
     out = tmp_path / "events.jsonl"
     log = tmp_path / "recorder.log"
@@ -181,7 +181,7 @@ def test_python_pgq_consumer_receives_every_event(pgq, tmp_path: Path, lazy_fetc
     ini.write_text(
         "[recorder]\n"
         "job_name = recorder_test\n"
-        f"db = {pgq.dsn}\n"
+        f"db = {pgq_backend.dsn}\n"
         "queue_name = q\n"
         "consumer_name = recorder_consumer\n"
         f"pgq_lazy_fetch = {lazy_fetch}\n"

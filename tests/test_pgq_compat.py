@@ -1,6 +1,6 @@
 """PgQ 3 behaviour, proven against real PgQ first, then required of ours.
 
-Every test runs twice through the ``pgq`` fixture (tests/conftest.py): ``pgq3`` is
+Every test runs twice through the ``pgq_backend`` fixture (tests/conftest.py): ``pgq3`` is
 Debian's postgresql-15-pgq3 in its own database, ``ours`` is pg_message_queue_pgq
 in another. Same scenarios, same assertions: an assertion that real PgQ fails is
 a wrong assertion, one that ours fails is a bug in ours. Only ``ours`` may skip,
@@ -108,7 +108,7 @@ def tutorial_sql() -> list[str]:
 # --------------------------------------------------------------------------- tutorial
 
 
-def test_tutorial_sql_verbatim(pgq) -> None:
+def test_tutorial_sql_verbatim(pgq_backend) -> None:
     """The seed's SQL in its order: create_queue, insert_event, register_consumer, then
     its consumer loop (next_batch; NULL means wait for the ticker; finish_batch)."""
     statements = tutorial_sql()
@@ -117,7 +117,7 @@ def test_tutorial_sql_verbatim(pgq) -> None:
         "SELECT pgq.insert_event('queueName', 'eventType', 'data')",
         "SELECT pgq.register_consumer('queueName', 'consumerName')",
     ]
-    db = pgq.connect()
+    db = pgq_backend.connect()
     results = [one(db, s) for s in statements]
     assert results[0] == 1 and results[2] == 1
     event_id = results[1]
@@ -134,10 +134,10 @@ def test_tutorial_sql_verbatim(pgq) -> None:
     assert seen == [(event_id, "eventType", "data")]
 
 
-def test_tutorial_loop_finishes_null_batch(pgq) -> None:
+def test_tutorial_loop_finishes_null_batch(pgq_backend) -> None:
     """The tutorial's pseudo-code calls finish_batch(batchId) after a NULL batchId too:
     PgQ answers 0 with a WARNING, no error."""
-    db = pgq.connect()
+    db = pgq_backend.connect()
     setup_queue(db)
     notices: list[tuple[str, str]] = []
     db.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary)))
@@ -150,8 +150,8 @@ def test_tutorial_loop_finishes_null_batch(pgq) -> None:
 # --------------------------------------------------------------------------- admin
 
 
-def test_create_queue_and_register_consumer_return_1_then_0(pgq) -> None:
-    db = pgq.connect()
+def test_create_queue_and_register_consumer_return_1_then_0(pgq_backend) -> None:
+    db = pgq_backend.connect()
     assert one(db, "SELECT pgq.create_queue('q')") == 1
     assert one(db, "SELECT pgq.create_queue('q')") == 0
     assert one(db, "SELECT pgq.register_consumer('q', 'c')") == 1
@@ -159,8 +159,8 @@ def test_create_queue_and_register_consumer_return_1_then_0(pgq) -> None:
     assert one(db, "SELECT pgq.version()") == "3.5"
 
 
-def test_unregister_consumer(pgq) -> None:
-    db = pgq.connect()
+def test_unregister_consumer(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db, consumers=("c", "d"))
     assert one(db, "SELECT pgq.unregister_consumer('q', 'c')") == 1
     assert one(db, "SELECT pgq.unregister_consumer('q', 'c')") == 0
@@ -176,8 +176,8 @@ def test_unregister_consumer(pgq) -> None:
     assert [e["ev_data"] for e in drain(db, "q", "d")] == ["before", "after"]
 
 
-def test_unregister_consumer_with_open_batch(pgq) -> None:
-    db = pgq.connect()
+def test_unregister_consumer_with_open_batch(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     db.execute("SELECT pgq.insert_event('q', 't', 'x')")
     tick(db, "q")
@@ -187,8 +187,8 @@ def test_unregister_consumer_with_open_batch(pgq) -> None:
     assert db.execute("SELECT * FROM pgq.get_batch_info(%s)", (batch,)).fetchone() == (None,) * 9
 
 
-def test_drop_queue_with_consumers_needs_force(pgq) -> None:
-    db = pgq.connect()
+def test_drop_queue_with_consumers_needs_force(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     db.execute("SELECT pgq.insert_event('q', 't', 'x')")
     fails(db, "SELECT pgq.drop_queue('q')", "P0001", "cannot drop queue, consumers still attached")
@@ -203,8 +203,8 @@ def test_drop_queue_with_consumers_needs_force(pgq) -> None:
     assert one(db, "SELECT pgq.create_queue('q')") == 1
 
 
-def test_drop_queue_without_consumers(pgq) -> None:
-    db = pgq.connect()
+def test_drop_queue_without_consumers(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db, consumers=())
     assert one(db, "SELECT pgq.drop_queue('q')") == 1
     assert db.execute("SELECT * FROM pgq.get_queue_info()").fetchall() == []
@@ -214,8 +214,8 @@ def test_drop_queue_without_consumers(pgq) -> None:
 # --------------------------------------------------------------------------- batches
 
 
-def test_batch_events_columns_and_values(pgq) -> None:
-    db = pgq.connect()
+def test_batch_events_columns_and_values(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     with db.transaction():
         txid = one(db, "SELECT txid_current()")
@@ -248,8 +248,8 @@ def test_batch_events_columns_and_values(pgq) -> None:
     assert one(db, "SELECT pgq.next_batch('q', 'c')") is None
 
 
-def test_next_batch_with_nothing_to_do_is_null(pgq) -> None:
-    db = pgq.connect()
+def test_next_batch_with_nothing_to_do_is_null(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     assert one(db, "SELECT pgq.next_batch('q', 'c')") is None
     # events without a tick: still nothing
@@ -261,17 +261,17 @@ def test_next_batch_with_nothing_to_do_is_null(pgq) -> None:
     assert one(db, "SELECT pgq.next_batch('q', 'c')") is None
 
 
-def test_tick_without_events_gives_an_empty_batch(pgq) -> None:
+def test_tick_without_events_gives_an_empty_batch(pgq_backend) -> None:
     """Surprising but PgQ: every tick is a batch, events or not."""
-    db = pgq.connect()
+    db = pgq_backend.connect()
     setup_queue(db)
     tick(db, "q")
     assert take(db, "q", "c") == []
     assert take(db, "q", "c") is None
 
 
-def test_next_batch_twice_before_finish_is_the_same_batch(pgq) -> None:
-    db = pgq.connect()
+def test_next_batch_twice_before_finish_is_the_same_batch(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     db.execute("SELECT pgq.insert_event('q', 't', 'a')")
     tick(db, "q")
@@ -288,8 +288,8 @@ def test_next_batch_twice_before_finish_is_the_same_batch(pgq) -> None:
     assert [e["ev_data"] for e in events(db, second)] == ["b"]
 
 
-def test_two_consumers_each_get_every_committed_event_once(pgq) -> None:
-    db = pgq.connect()
+def test_two_consumers_each_get_every_committed_event_once(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db, consumers=("c1", "c2"))
     sent: list[int] = []
     got: dict[str, list[int]] = {"c1": [], "c2": []}
@@ -308,10 +308,10 @@ def test_two_consumers_each_get_every_committed_event_once(pgq) -> None:
     assert sorted(got["c2"]) == sorted(sent) and len(got["c2"]) == len(set(got["c2"]))
 
 
-def test_rolled_back_events_never_appear(pgq) -> None:
-    db = pgq.connect()
+def test_rolled_back_events_never_appear(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
-    other = pgq.connect(autocommit=False)
+    other = pgq_backend.connect(autocommit=False)
     other.execute("SELECT pgq.insert_event('q', 't', 'rolled back')")
     other.rollback()
     db.execute("SELECT pgq.insert_event('q', 't', 'kept')")
@@ -323,12 +323,12 @@ def test_rolled_back_events_never_appear(pgq) -> None:
     assert [e["ev_data"] for e in drain(db, "q", "c")] == ["kept"]
 
 
-def test_transaction_open_across_a_tick_lands_in_a_later_batch(pgq) -> None:
+def test_transaction_open_across_a_tick_lands_in_a_later_batch(pgq_backend) -> None:
     """A transaction that began before a tick and committed after it: its event is
     not in the tick's batch (not committed in its snapshot) but in the next one."""
-    db = pgq.connect()
+    db = pgq_backend.connect()
     setup_queue(db)
-    late = pgq.connect(autocommit=False)
+    late = pgq_backend.connect(autocommit=False)
     late_id = one(late, "SELECT pgq.insert_event('q', 't', 'late')")
     early_id = one(db, "SELECT pgq.insert_event('q', 't', 'early')")
     assert late_id < early_id
@@ -350,8 +350,8 @@ def _retry_until_moved(db: psycopg.Connection) -> int:
     return moved
 
 
-def test_event_retry_returns_the_event_to_that_consumer_alone(pgq) -> None:
-    db = pgq.connect()
+def test_event_retry_returns_the_event_to_that_consumer_alone(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db, consumers=("c1", "c2"))
     ev = one(db, "SELECT pgq.insert_event('q', 't', 'retry me')")
     other = one(db, "SELECT pgq.insert_event('q', 't', 'fine')")
@@ -381,8 +381,8 @@ def test_event_retry_returns_the_event_to_that_consumer_alone(pgq) -> None:
     assert [(e["ev_id"], e["ev_retry"]) for e in drain(db, "q", "c1")] == [(nxt["ev_id"], 1)]
 
 
-def test_event_retry_waits_for_its_time(pgq) -> None:
-    db = pgq.connect()
+def test_event_retry_waits_for_its_time(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     ev = one(db, "SELECT pgq.insert_event('q', 't', 'later')")
     tick(db, "q")
@@ -394,8 +394,8 @@ def test_event_retry_waits_for_its_time(pgq) -> None:
     assert drain(db, "q", "c") == []
 
 
-def test_batch_retry(pgq) -> None:
-    db = pgq.connect()
+def test_batch_retry(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db, consumers=("c1", "c2"))
     ids = [one(db, "SELECT pgq.insert_event('q', 't', %s)", (str(i),)) for i in range(3)]
     tick(db, "q")
@@ -466,8 +466,8 @@ def _named(conn: psycopg.Connection, sql: str, params: Any = None) -> tuple[list
     return [d.name for d in cur.description], cur.fetchall()
 
 
-def test_info_functions_columns_and_values(pgq) -> None:
-    db = pgq.connect()
+def test_info_functions_columns_and_values(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db, "q", ("c1", "c2"))
     setup_queue(db, "r", ("c1",))
     for sql in ("SELECT * FROM pgq.get_queue_info()", "SELECT * FROM pgq.get_queue_info('q')"):
@@ -581,8 +581,8 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("sql", "sqlstate", "message"), ERRORS, ids=[e[0] for e in ERRORS])
-def test_errors_match_pgq(pgq, sql: str, sqlstate: str, message: str) -> None:
-    db = pgq.connect()
+def test_errors_match_pgq(pgq_backend, sql: str, sqlstate: str, message: str) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     fails(db, sql, sqlstate, message)
     # nothing half-done: the queue and its consumer are as they were
@@ -590,9 +590,9 @@ def test_errors_match_pgq(pgq, sql: str, sqlstate: str, message: str) -> None:
     assert db.execute("SELECT queue_name, consumer_name FROM pgq.get_consumer_info()").fetchall() == [("q", "c")]
 
 
-def test_unknown_things_that_are_not_errors(pgq) -> None:
+def test_unknown_things_that_are_not_errors(pgq_backend) -> None:
     """Where PgQ answers instead of raising, ours must answer the same."""
-    db = pgq.connect()
+    db = pgq_backend.connect()
     setup_queue(db)
     notices: list[tuple[str, str]] = []
     db.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary)))
@@ -606,8 +606,8 @@ def test_unknown_things_that_are_not_errors(pgq) -> None:
     assert notices == [("WARNING", "finish_batch: batch 99999 not found")]
 
 
-def test_finished_batch_id(pgq) -> None:
-    db = pgq.connect()
+def test_finished_batch_id(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     ev = one(db, "SELECT pgq.insert_event('q', 't', 'x')")
     tick(db, "q")
@@ -623,8 +623,8 @@ def test_finished_batch_id(pgq) -> None:
     assert db.execute("SELECT * FROM pgq.get_batch_info(%s)", (b,)).fetchall() == [(None,) * 9]
 
 
-def test_ticker_refuses_paused_and_external_queues(pgq) -> None:
-    db = pgq.connect()
+def test_ticker_refuses_paused_and_external_queues(pgq_backend) -> None:
+    db = pgq_backend.connect()
     setup_queue(db)
     assert one(db, "SELECT pgq.set_queue_config('q', 'ticker_paused', 'true')") == 1
     fails(db, "SELECT pgq.ticker('q')", "P0001", "Ticker has been paused for this queue")
