@@ -16,6 +16,7 @@ Parametrised over both backends through the ``pgq_backend`` fixture (tests/conft
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import signal
@@ -236,3 +237,44 @@ def test_python_pgq_consumer_receives_every_event(pgq_backend, tmp_path: Path, l
     unreg = run_recorder(ini, "--unregister")
     assert unreg.returncode == 0, unreg.stdout + unreg.stderr
     assert db.execute("SELECT * FROM pgq.get_consumer_info()").fetchall() == []
+
+
+# --------------------------------------------------------------------------- Python producer
+
+
+def test_python_pgq_producer_helpers(pgq_backend) -> None:
+    """The library's producer side: ``pgq.insert_event`` (the 7-argument SQL function) and
+    ``pgq.bulk_insert_events``, which asks ``pgq.current_event_table()`` and INSERTs the
+    rows straight into that table (skytools.magic_insert), over psycopg2 as the library
+    does. A consumer must see all of them, with their fields."""
+    import pgq
+    import psycopg2
+
+    db = pgq_backend.connect()
+    assert one(db, "SELECT pgq.create_queue('q')") == 1
+    assert one(db, "SELECT pgq.register_consumer('q', 'c')") == 1
+    conn = psycopg2.connect(pgq_backend.dsn)
+    try:
+        curs = conn.cursor()
+        single = pgq.insert_event(curs, "q", "single", "data 0", "x1", None, "x3", None)
+        # ev_time has no default in PgQ's event tables: the caller gives it
+        rows = [["2026-01-02 03:04:05+00", "bulk", f"data {i}", f"e{i}"] for i in range(1, 251)]
+        pgq.bulk_insert_events(curs, rows, ["time", "type", "data", "extra1"], "q")
+        conn.commit()
+    finally:
+        conn.close()
+    db.execute("SELECT pgq.force_tick('q')")
+    assert one(db, "SELECT pgq.ticker()") >= 1
+    got = []
+    while (batch := one(db, "SELECT pgq.next_batch('q', 'c')")) is not None:
+        got += db.execute(
+            "SELECT ev_id, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_retry, ev_time"
+            " FROM pgq.get_batch_events(%s)",
+            (batch,),
+        ).fetchall()
+        assert one(db, "SELECT pgq.finish_batch(%s)", (batch,)) == 1
+    assert [r[:7] for r in got if r[0] == single] == [(single, "single", "data 0", "x1", None, "x3", None)]
+    bulk = sorted((r[1:4] for r in got if r[1] == "bulk"), key=lambda r: int(r[1].split()[1]))
+    assert bulk == [("bulk", f"data {i}", f"e{i}") for i in range(1, 251)]
+    assert {r[7] for r in got if r[1] == "bulk"} == {datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)}
+    assert len(got) == 251 and len({r[0] for r in got}) == 251
