@@ -633,3 +633,53 @@ def test_ticker_refuses_paused_and_external_queues(pgq_backend) -> None:
     assert one(db, "SELECT pgq.set_queue_config('q', 'external_ticker', 'true')") == 1
     fails(db, "SELECT pgq.ticker('q')", "P0001", "This queue has external tick source.")
     assert one(db, "SELECT pgq.ticker()") == 0
+
+
+def _last_tick(db: psycopg.Connection) -> int:
+    return one(db, "SELECT last_tick_id FROM pgq.get_queue_info('q')")
+
+
+def test_ticker_max_count_max_lag_and_idle_period(pgq_backend) -> None:
+    """pgq.ticker() cuts a tick when ticker_max_count events are waiting or the last
+    tick is ticker_max_lag old; with no events, only after the idle period (and at
+    least max_lag/2); the first tick after create_queue's own comes at once."""
+    db = pgq_backend.connect()
+    setup_queue(db)
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_max_count', '3')")
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_max_lag', '1 hour')")
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')")
+    first = _last_tick(db)
+    assert one(db, "SELECT pgq.ticker()") == 1  # only create_queue's tick so far: ticks
+    second = _last_tick(db)
+    assert second > first
+    assert one(db, "SELECT pgq.ticker()") == 0  # idle, younger than max_lag/2
+    db.execute("SELECT pgq.insert_event('q', 't', '1')")
+    db.execute("SELECT pgq.insert_event('q', 't', '2')")
+    assert one(db, "SELECT pgq.ticker()") == 0  # 2 < max_count, younger than max_lag
+    assert one(db, "SELECT pgq.ticker('q')") is None
+    db.execute("SELECT pgq.insert_event('q', 't', '3')")
+    # Surprising but PgQ: the queue's first events count one short (the tick before
+    # them recorded the event sequence's last_value 1 before its first nextval)
+    assert one(db, "SELECT pgq.ticker()") == 0
+    db.execute("SELECT pgq.insert_event('q', 't', '4')")
+    assert one(db, "SELECT pgq.ticker()") == 1  # max_count reached
+    third = _last_tick(db)
+    assert third > second
+    for data in ("5", "6"):
+        db.execute("SELECT pgq.insert_event('q', 't', %s)", (data,))
+        assert one(db, "SELECT pgq.ticker()") == 0
+    db.execute("SELECT pgq.insert_event('q', 't', '7')")
+    assert one(db, "SELECT pgq.ticker()") == 1  # from then on, exactly max_count
+    third = _last_tick(db)
+    db.execute("SELECT pgq.insert_event('q', 't', '8')")
+    assert one(db, "SELECT pgq.ticker()") == 0
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_max_lag', '0')")
+    assert one(db, "SELECT pgq.ticker('q')") > third  # max_lag passed: ticks, returns its id
+    fourth = _last_tick(db)
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_max_lag', '1 hour')")
+    assert one(db, "SELECT pgq.ticker()") == 0  # idle
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_max_lag', '0')")
+    db.execute("SELECT pgq.set_queue_config('q', 'ticker_idle_period', '0')")
+    assert one(db, "SELECT pgq.ticker()") == 1  # idle period over
+    assert _last_tick(db) > fourth
+    assert [e["ev_data"] for e in drain(db, "q", "c")] == [str(i) for i in range(1, 9)]
