@@ -683,3 +683,53 @@ def test_ticker_max_count_max_lag_and_idle_period(pgq_backend) -> None:
     assert one(db, "SELECT pgq.ticker()") == 1  # idle period over
     assert _last_tick(db) > fourth
     assert [e["ev_data"] for e in drain(db, "q", "c")] == [str(i) for i in range(1, 9)]
+
+
+def maint(db: psycopg.Connection) -> None:
+    """What pgqd's maintenance loop does: every operation pgq.maint_operations() lists,
+    each in its own transaction."""
+    for func, arg in db.execute("SELECT func_name, func_arg FROM pgq.maint_operations()").fetchall():
+        assert func in ("pgq.maint_rotate_tables_step1", "pgq.maint_rotate_tables_step2"), func
+        if arg is None:
+            db.execute(f"SELECT {func}()")
+        else:
+            db.execute(f"SELECT {func}(%s)", (arg,))
+
+
+def test_rotation_under_a_slow_consumer_loses_nothing(pgq_backend) -> None:
+    """Event tables rotate (rotation_period 0: whenever maintenance runs), but not past a
+    consumer that has not read them: the slow consumer still gets every event, once."""
+    db = pgq_backend.connect()
+    setup_queue(db, consumers=("fast", "slow"))
+    assert one(db, "SELECT pgq.set_queue_config('q', 'rotation_period', '0')") == 1
+    # the control: queue r, same settings, only a consumer that keeps up
+    setup_queue(db, "r", consumers=("fast",))
+    assert one(db, "SELECT pgq.set_queue_config('r', 'rotation_period', '0')") == 1
+    first_table = one(db, "SELECT pgq.current_event_table('q')")
+    sent: list[int] = []
+    got: dict[str, list[int]] = {"fast": [], "slow": []}
+    tables = []
+    control = []
+    for round_ in range(10):
+        with db.transaction():
+            sent += [one(db, "SELECT pgq.insert_event('q', 't', %s)", (f"{round_}.{i}",)) for i in range(5)]
+            db.execute("SELECT pgq.insert_event('r', 't', 'x')")
+        tick(db, "q")
+        tick(db, "r")
+        got["fast"] += [e["ev_id"] for e in drain(db, "q", "fast")]
+        drain(db, "r", "fast")
+        if round_ >= 4:  # the slow consumer catches up from round 4 on
+            got["slow"] += [e["ev_id"] for e in drain(db, "q", "slow")]
+        maint(db)
+        tables.append(one(db, "SELECT pgq.current_event_table('q')"))
+        control.append(one(db, "SELECT pgq.current_event_table('r')"))
+    # no rotation while the slow consumer still needed the first table; the control rotated
+    assert tables[:4] == [first_table] * 4
+    assert len(set(control[:4])) == 3
+    # then it rotates, through all three tables
+    assert len(set(tables[4:])) >= 2
+    assert one(db, "SELECT queue_ntables FROM pgq.get_queue_info('q')") == 3
+    got["slow"] += [e["ev_id"] for e in drain(db, "q", "slow")]
+    for consumer in ("fast", "slow"):
+        assert sorted(got[consumer]) == sorted(sent), consumer
+        assert len(got[consumer]) == len(set(got[consumer])), consumer
