@@ -2,7 +2,7 @@
 #   make run     private PostgreSQL (+ RabbitMQ) under .run/ with the extension
 #   make test    install what is missing, lint, run every test
 #   make soak    load run with an audit (SOAK_ARGS="--minutes 2"; not part of make test)
-#   make install | lint | bench | stop | clean
+#   make install | lint | bench | bench-pgq | stop | clean
 
 EXTENSION   = pg_message_queue
 EXT_VERSION:= $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -24,8 +24,10 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV        = .venv
 PY          = $(VENV)/bin/python
 # pg_config and PGXS come with Debian's postgresql-client; nothing here is compiled.
+# Real PgQ 3 and its ticker daemon pgqd are the reference the pgq companion is
+# tested and benchmarked against (tests/test_pgq_*.py, tools/bench_pgq.py).
 APT_PKGS    = postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) postgresql-plpython3-$(PG_MAJOR) \
-              rabbitmq-server python3-pip python3-venv make
+              postgresql-$(PG_MAJOR)-pgq3 pgqd rabbitmq-server python3-pip python3-venv make
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
@@ -35,7 +37,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench bench-read bench-xmin unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-read bench-xmin unit soak
 
 $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
@@ -114,6 +116,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)
+	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
+
+# The pgq companion next to real PgQ 3 (BENCH_PGQ_ARGS="--help" lists the options).
+bench-pgq: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
 
 # Load run with an audit (not part of make test): SOAK_ARGS="--minutes 2"
 soak: deps

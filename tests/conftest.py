@@ -236,3 +236,68 @@ def publisher(db: psycopg.Connection, dsn: str) -> Iterator[psycopg.Connection]:
     conn.close()
     db.execute(f"DROP OWNED BY {role}")
     db.execute(f"DROP ROLE {role}")
+
+
+# ---- PgQ: the same scenarios against real PgQ 3 and against ours ----
+
+PGQ_BACKENDS = ("pgq3", "ours")
+# What each backend installs in its template database.
+_PGQ_EXTENSION = {"pgq3": "pgq", "ours": "pg_message_queue_pgq"}
+
+
+class PgqBackend:
+    """One PgQ implementation in a fresh database of the session's server."""
+
+    def __init__(self, name: str, dsn: str, server: Server) -> None:
+        self.name = name
+        self.dsn = dsn
+        self.server = server
+        self._opened: list[psycopg.Connection] = []
+
+    def connect(self, autocommit: bool = True) -> psycopg.Connection:
+        conn = psycopg.connect(self.dsn, autocommit=autocommit)
+        self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self._opened:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def pgq_backend_templates(pg_server: Server) -> dict[str, str | None]:
+    """Template database per PgQ backend, made on first use (None: not installed)."""
+    return {}
+
+
+@pytest.fixture(params=PGQ_BACKENDS)
+def pgq_backend(
+    request: pytest.FixtureRequest, pg_server: Server, pgq_backend_templates: dict[str, str | None]
+) -> Iterator[PgqBackend]:
+    """A fresh database with real PgQ 3 (``pgq3``: Debian's postgresql-15-pgq3, the
+    reference) or with ours (``ours``: pg_message_queue_pgq). Only ours may skip, and
+    only when the companion extension is not installed; real PgQ missing is an error
+    (``make deps`` installs it)."""
+    name = request.param
+    extension = _PGQ_EXTENSION[name]
+    if name not in pgq_backend_templates:
+        with psycopg.connect(pg_server.dsn_for("postgres"), autocommit=True) as conn:
+            available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (extension,)).fetchone()
+        if available is None and name == "ours":
+            pgq_backend_templates[name] = None
+        else:
+            template = f"pgq_template_{name}"
+            pg_server.admin(f"DROP DATABASE IF EXISTS {template}")
+            pg_server.admin(f"CREATE DATABASE {template}")
+            with psycopg.connect(pg_server.dsn_for(template), autocommit=True) as conn:
+                conn.execute(f"CREATE EXTENSION {extension} CASCADE")
+            pgq_backend_templates[name] = template
+    template = pgq_backend_templates[name]
+    if template is None:
+        pytest.skip(f"the companion extension {extension} is not installed (make install of the pgq branch)")
+    db = f"t{next(_counter)}_{name}"
+    pg_server.admin(f"CREATE DATABASE {db} TEMPLATE {template}")
+    backend = PgqBackend(name, pg_server.dsn_for(db), pg_server)
+    yield backend
+    backend.close()
+    pg_server.admin(f"DROP DATABASE {db} WITH (FORCE)")
