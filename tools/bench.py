@@ -104,8 +104,10 @@ class Ctx:
     queue_table: str = ""  # schema-qualified table of queue CHANNEL, for the "ext SQL" variants
     pgq: psycopg.Connection | None = None  # this worker's connection to the PgQ database
 
+    get_sql: str = ""  # the claim of pg_mq_get_msg_text, for the "ext SQL" get variant
+
     def sql(self, template: str) -> str:
-        return template.replace("{qt}", self.queue_table)
+        return template.replace("{qt}", self.queue_table).replace("{get_sql}", self.get_sql)
 
 
 def make_ctx(payload_bytes: int, queue_table: str = "") -> Ctx:
@@ -267,21 +269,9 @@ POP100 = f"SELECT * FROM pg_mq_pop('{CHANNEL}', {BATCH})"
 # The extension's own SQL (plpython/pg_message_queue/messages.py) run straight on
 # the queue table: what the table, its indexes and trigger cost without PL/Python.
 EXT_SQL_SEND = "INSERT INTO {qt} (payload) VALUES (%s) RETURNING msg_id, sent_at, sent_by, visible_at"
-EXT_SQL_GET = (
-    "WITH picked AS (SELECT l.msg_id FROM"
-    " ((SELECT ctid AS tid, priority, msg_id FROM {qt} WHERE delivered_at IS NULL AND visible_at <= sent_at"
-    " ORDER BY priority DESC, msg_id) UNION ALL"
-    " (SELECT ctid, priority, msg_id FROM {qt} WHERE delivered_at IS NULL AND visible_at > sent_at"
-    " AND visible_at <= now() ORDER BY priority DESC, msg_id)) AS c,"
-    " LATERAL (SELECT q.msg_id FROM {qt} AS q WHERE q.ctid = c.tid AND q.delivered_at IS NULL"
-    " AND q.visible_at <= now() FOR UPDATE SKIP LOCKED) AS l"
-    f" ORDER BY c.priority DESC, c.msg_id LIMIT {BATCH}),"
-    " done AS (UPDATE {qt} AS q SET delivered_at = now(), read_count = q.read_count + 1"
-    " FROM picked WHERE q.msg_id = picked.msg_id"
-    " RETURNING q.msg_id, q.sent_at, q.sent_by, q.priority, q.payload)"
-    " SELECT msg_id, sent_at, sent_by, false AS was_delivered, payload::text AS payload"
-    " FROM done ORDER BY priority DESC, msg_id"
-)
+# The claim pg_mq_get_msg_text runs, as _pg_mq_get_sql builds it for queue CHANNEL
+# (fetched once by the coordinator), with its parameters written in.
+EXT_SQL_GET = "{get_sql}"
 EXT_SQL_BATCH = (
     "INSERT INTO {qt} (payload) SELECT u.p FROM unnest(%s::text[]) WITH ORDINALITY AS u(p, i)"
     " ORDER BY u.i RETURNING msg_id"
@@ -347,7 +337,10 @@ CASE_LIST: list[Case] = [
         raws=[
             _raw_delete(),
             Variant(
-                "ext SQL", "the get's UPDATE..SKIP LOCKED on the queue table, no PL/Python", _fetch(EXT_SQL_GET), "ext"
+                "ext SQL",
+                "the get's claim (_pg_mq_get_sql's SQL) on the queue table, no PL/Python",
+                _fetch(EXT_SQL_GET),
+                "ext",
             ),
             _pgq_variant("drain"),
         ],
@@ -510,6 +503,7 @@ def _soak_consumer(conn: psycopg.Connection, seconds: float, ctx: Ctx, barrier: 
 
 def _work(conn: psycopg.Connection, idx: int, cmd: dict[str, Any], barrier: Any) -> dict[str, Any]:
     ctx = make_ctx(cmd["payload_bytes"], cmd.get("queue_table", ""))
+    ctx.get_sql = cmd.get("get_sql", "")
     conn.execute("SELECT set_config('synchronous_commit', %s, false)", (cmd["sync_commit"],))
     kind = cmd["kind"]
     if kind == "throughput":
@@ -621,6 +615,7 @@ class Bench:
         self.pgq = pgq  # admin connection to the PgQ database; None when PgQ is not installed
         self.pgq_dsn = ""
         self.queue_table = _queue_table(admin)
+        self.get_sql = _get_sql(admin)
         self.fill_rate: dict[tuple[str, str], float] = {}
 
     # ---- table state between runs
@@ -678,6 +673,7 @@ class Bench:
             "payload_bytes": self.args.payload_bytes,
             "rate": self.args.latency_rate,
             "queue_table": self.queue_table,
+            "get_sql": self.get_sql,
             "pgq_dsn": self.pgq_dsn,
         }
         results = clients.run(cmd)
@@ -740,6 +736,16 @@ def setup_pgq(pg: Postgres) -> psycopg.Connection | None:
     version = conn.execute("SELECT pgq.version()").fetchone()[0]
     print(f"  PgQ         {version} (postgresql-15-pgq3), database {PGQ_DB} on the same server, no ticker daemon")
     return conn
+
+
+def _get_sql(admin: psycopg.Connection) -> str:
+    """The claim pg_mq_get_msg_text runs on queue CHANNEL: $1 (how many) and $2 (its
+    timestamp) written in, statement_timestamp() standing for the clock reading."""
+    try:
+        sql = admin.execute("SELECT _pg_mq_get_sql(%s, %s, true)", (CHANNEL, BATCH)).fetchone()[0]
+    except psycopg.Error:
+        return "SELECT 1 WHERE false"  # not installed: the case is skipped anyway
+    return sql.replace("$1", str(BATCH)).replace("$2", "pg_catalog.statement_timestamp()")
 
 
 def installed_functions(admin: psycopg.Connection) -> set[str]:
