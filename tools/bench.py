@@ -1076,7 +1076,7 @@ def setup_layers(admin: psycopg.Connection) -> tuple[list[tuple[str, str]], list
         ("SELECT _pg_mq_send(...) directly", f"SELECT {ext}._pg_mq_send('{CHANNEL}', 25, %s, NULL, 0, NULL, NULL)"),
     ]
     if inline:
-        client.append(("SELECT inlinable wrapper", f"SELECT bench_layers.send_inline('{CHANNEL}', %s::text)"))
+        client.append(("SELECT 1.0's inlined SQL wrapper", f"SELECT bench_layers.send_inline('{CHANNEL}', %s::text)"))
     client.append(("SELECT pg_mq_send_message(...) as installed", SEND1))
     return steps, client
 
