@@ -22,6 +22,7 @@ from helpers import as_role
 NO_SET_CLAUSE = {
     "pg_mq_send_message(text,anyelement,interval,integer,text,jsonb)",
     "pg_mq_send_message(text,text,interval,integer,text,jsonb)",
+    "pg_mq_notify_trigger()",  # runs on every send; sends and direct INSERTs are probed below
     "pg_mq_maintenance_loop(interval,integer,integer)",
     "amqp.relay(integer,integer,double precision,interval,boolean)",
 }
@@ -297,6 +298,7 @@ def test_security_definer_functions_never_run_attacker_objects(db, prepared, att
         "SELECT * FROM {s}.pg_mq_send_message('q', 'x'::pg_catalog.text)",
         "SELECT * FROM {s}.pg_mq_send_message('q', 'x')",
         "SELECT * FROM {s}.pg_mq_send_batch('q', ARRAY['a', 'b']::pg_catalog.text[])",
+        "INSERT INTO {s}.pg_mq_queue_q (payload) VALUES ('direct')",  # the notify trigger alone
         "SELECT * FROM {s}.pg_mq_send_message('q', 'x'::pg_catalog.text, delay => '1 second', priority => 2,"
         " dedup_key => 'k', headers => '{{\"a\": 1}}')",
         "CALL {s}.pg_mq_maintenance_loop(pause => '0', runs => 1)",

@@ -51,7 +51,7 @@ QUEUE_PUBLIC = {
     "pg_mq_move(text,text,integer,bigint[])",
     # internal halves and the trigger, called by the above with the caller's rights
     "_pg_mq_send(text,oid,text,interval,integer,text,jsonb)",
-    "_pg_mq_send_batch(text,oid,text[],interval,integer,jsonb)",
+    "_pg_mq_send_batch_sql(text,oid,integer,integer,interval,integer,jsonb)",
     "_pg_mq_get_sql(text,integer,boolean)",
     "_pg_mq_read_sql(text,integer,interval,interval,boolean)",
     "_pg_mq_pop_sql(text,integer,boolean)",

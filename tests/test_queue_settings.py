@@ -38,6 +38,36 @@ def test_delayed_messages_are_invisible_until_due(db):
     assert payloads(db, "SELECT payload FROM pg_mq_read('q', 5)") == ["later"]
 
 
+@pytest.mark.parametrize("delay", [None, "0", "90 seconds", "2 days 3 hours"])
+@pytest.mark.parametrize("dedup_key", [None, "k"])
+def test_send_returns_the_row_it_stored(db, delay, dedup_key):
+    """What pg_mq_send_message returns (its times filled in by the wrapper for a new
+    message) is what the queue table holds, for the text and the polymorphic form,
+    in a transaction whose now() is long past and for a live duplicate."""
+    make(db)
+    db.execute("CREATE TYPE mood AS ENUM ('ok')")
+    db.execute("SELECT pg_mq_create_queue('moods', 'public.mood')")
+    columns = "msg_id, channel, sent_at, sent_by, visible_at, deduplicated"
+    with db.transaction():
+        time.sleep(0.05)  # now() (transaction start) is no longer clock_timestamp()
+        for i, (channel, payload) in enumerate([("q", "'x'"), ("q", "'y'::text"), ("moods", "'ok'::public.mood")]):
+            key = None if dedup_key is None else f"{dedup_key}{i}"
+            for attempt in range(2):
+                sent = db.execute(
+                    f"SELECT {columns} FROM pg_mq_send_message(%s, {payload}, delay => %s, dedup_key => %s)",
+                    (channel, delay, key),
+                ).fetchone()
+                stored = db.execute(
+                    f"SELECT msg_id, %s, sent_at, sent_by, visible_at FROM pg_mq_queue_{channel} WHERE msg_id = %s",
+                    (channel, sent[0]),
+                ).fetchone()
+                assert sent[:5] == stored
+                assert sent[5] is (attempt == 1 and dedup_key is not None)
+                assert sent[3] == db.execute("SELECT session_user::text").fetchone()[0]
+                if dedup_key is None:
+                    break
+
+
 def test_negative_delay_and_non_object_headers_are_refused(db):
     make(db)
     fails(db, "SELECT pg_mq_send_message('q', 'x'::text, delay => '-1 s')", sqlstate="22023", match="delay")

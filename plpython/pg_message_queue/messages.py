@@ -18,6 +18,9 @@ from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, Queue
 
 TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type's input
 _SENT = "msg_id, sent_at, sent_by, delivered_at, visible_at"
+# What a new message returns before pg_mq_send_message fills in its times (pg_mq_sent,
+# by name: its attributes are the original's pg_mq_base columns, then ours).
+_NEW_SENT = {"sent_at": None, "sent_by": None, "delivered_at": None, "visible_at": None, "deduplicated": False}
 
 # Queues looked up by senders in this backend. Each send re-checks, inside its
 # INSERT, that the catalog row is still the one cached (its xmin): a dropped,
@@ -58,8 +61,9 @@ def send(
     priority: int | None = 0,
     dedup_key: str | None = None,
     headers: str | None = None,
-) -> dict[str, Any]:
-    """Insert one message; with a live ``dedup_key`` return the existing one instead."""
+) -> Any:
+    """Insert one message; with a live ``dedup_key`` return the existing one instead
+    (see :func:`_send` for what comes back)."""
     if channel is None:
         _db.fail("22004", "channel must not be NULL")
     cached = _sending.get(channel)
@@ -93,8 +97,11 @@ def _send(
     priority: int | None,
     dedup_key: str | None,
     headers: str | None,
-) -> dict[str, Any] | None:
-    """The INSERT, guarded by the catalog row's version; None when that changed."""
+) -> Any:
+    """The INSERT, guarded by the catalog row's version; None when that changed.
+
+    A new message comes back as a tuple with its times left NULL (the caller's
+    wrapper fills them in), a live duplicate as the row it found."""
     if payload is None:
         _db.fail("22004", f'payload for queue "{queue.channel}" must not be NULL')
     _check_options(priority, delay, headers)
@@ -108,12 +115,21 @@ def _send(
     )
     args = (payload, delay, priority, dedup_key, headers, queue.channel, queue.version)
     types = ("text", "interval", "int4", "text", "jsonb", "text", "text")
-    returning = f" RETURNING {_SENT}, $6 AS channel, false AS deduplicated"
     if dedup_key is None:
-        rows = _db.run(insert + returning, types, args)
-        return rows[0] if rows else None
+        rows = _db.run(insert + " RETURNING msg_id", types, args)
+        # A new row's times are its defaults: pg_mq_send_message fills them in
+        # (sent_at and visible_at from now() and delay, sent_by SESSION_USER), as
+        # the columns did; taking them back from the row through Python costs a
+        # sixth of a send (README, Benchmark).
+        return {**_NEW_SENT, "msg_id": rows[0]["msg_id"], "channel": queue.channel} if rows else None
     return _send_once(
-        queue, dedup_key, insert + f" ON CONFLICT (dedup_key) WHERE {DEDUP_LIVE} DO NOTHING" + returning, types, args
+        queue,
+        dedup_key,
+        insert
+        + f" ON CONFLICT (dedup_key) WHERE {DEDUP_LIVE} DO NOTHING"
+        + f" RETURNING {_SENT}, $6 AS channel, false AS deduplicated",
+        types,
+        args,
     )
 
 
@@ -193,39 +209,45 @@ def _element_type(array_oid: int) -> int:
     return found
 
 
-def send_batch(
+def send_batch_sql(
     channel: str | None,
     array_oid: int,
-    payloads: list[str | None] | None,
+    count: int | None,
+    first_null: int | None,
     delay: str | None = None,
     priority: int | None = 0,
     headers: str | None = None,
-) -> list[int]:
-    """Insert many messages in one statement; returns their ids in input order."""
+) -> str:
+    """Check a pg_mq_send_batch call and return the SQL that inserts the batch.
+
+    The thin PL/pgSQL body runs it with the payloads as they came ($1, the typed
+    array, never converted to Python objects and back), then delay, priority and
+    headers ($2..$4); it returns the new ids in input order. ``count`` is the
+    array's cardinality (NULL for a NULL array), ``first_null`` the position of
+    its first NULL element (one-dimensional arrays; a NULL in a deeper array is
+    refused by the payload column's NOT NULL).
+    """
     queue = queues.get(channel)
-    if payloads is None:
+    if count is None:
         _db.fail("22004", f'payloads for queue "{queue.channel}" must not be NULL')
-    for i, item in enumerate(payloads):
-        if item is None:
-            _db.fail("22004", f'payloads[{i + 1}] for queue "{queue.channel}" is NULL')
+    if first_null is not None:
+        _db.fail("22004", f'payloads[{first_null}] for queue "{queue.channel}" is NULL')
     _check_options(priority, delay, headers)
-    if not payloads:
-        return []
+    if not count:
+        return "SELECT NULL::pg_catalog.int8 WHERE false"
     type_oid = _element_type(array_oid)
     if _type_problem(queue, type_oid):
         _fail_type(queue, type_oid)
-    if not queue.settings.priority_ordering:
-        priority = 0
+    # The queue's own type goes in as it is; text is parsed by the type's input.
+    payload = "u.p" if type_oid == queue.type_oid else f"u.p::pg_catalog.text::{queue.type_sql}"
     # Rows are inserted in ordinality order, so ids ascend in input order.
-    rows = _db.run(
-        f"INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
-        f" SELECT u.p::{queue.type_sql}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval), $3, $4"
-        " FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(p, i) ORDER BY u.i"
-        " RETURNING msg_id",
-        ("text[]", "interval", "int4", "jsonb"),
-        (payloads, delay, priority, headers),
+    return (
+        f"WITH i AS (INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
+        f" SELECT {payload}, pg_catalog.now() + COALESCE($2, '0'::pg_catalog.interval),"
+        f" {'$3' if queue.settings.priority_ordering else '0'}, $4"
+        " FROM pg_catalog.unnest($1) WITH ORDINALITY AS u(p, i) ORDER BY u.i"
+        " RETURNING msg_id) SELECT msg_id FROM i ORDER BY msg_id"
     )
-    return sorted(int(r["msg_id"]) for r in rows)
 
 
 def payload_expr(queue: Queue, as_text: bool) -> str:
