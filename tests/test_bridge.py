@@ -222,11 +222,12 @@ def test_notifications_arrive_with_the_mapped_routing_key(db, rabbit: Rabbit, br
     fixed = rabbit.queue("amq.topic", "orders.created")
     from_payload = rabbit.queue("amq.topic", "stock.*")
     db.execute("SELECT pg_mq_bridge_map('orders', %s, 'amq.topic', 'orders.created')", (broker,))
-    db.execute("SELECT pg_mq_bridge_map('Stock Ünï', %s, 'amq.topic')", (broker,))
+    hostile = 'St"ock Ünï; DROP TABLE x; --'
+    db.execute("SELECT pg_mq_bridge_map(%s, %s, 'amq.topic')", (hostile, broker))
     bridge = start_bridge()
     db.execute("""SELECT pg_notify('orders', '{"id": 1}')""")
     db.execute("""NOTIFY orders, '{"id": 2}'""")
-    db.execute("""SELECT pg_notify('Stock Ünï', 'stock.apple|{"qty": 3}'), pg_notify('Stock Ünï', 'nokey')""")
+    db.execute("""SELECT pg_notify(%s, 'stock.apple|{"qty": 3}'), pg_notify(%s, 'nokey')""", (hostile, hostile))
     got = rabbit.drain(fixed, 2)
     assert _bodies(got) == ['{"id": 1}', '{"id": 2}']
     assert all(p.delivery_mode == 2 and p.content_type == "text/plain" and p.message_id for p, _ in got)
