@@ -55,3 +55,19 @@ def test_binding_message():
     assert Binding("c", 1, "ex", "fixed").message("k|body") == ("ex", "fixed", "k|body", None)
     assert Binding("c", 1, "ex").message("k|body") == ("ex", "k", "body", None)
     assert Binding("c", 1, "q", to_queue="q").message("k|body") == ("", "q", "body", None)
+
+
+def test_the_bridge_imports_outside_the_server_without_plpy():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plpython = Path(__file__).resolve().parents[2] / "plpython"
+    code = (
+        "import sys, pg_message_queue, pg_message_queue.bridge as b; "
+        "assert 'plpy' not in sys.modules and 'pg_message_queue._db' not in sys.modules, sorted(sys.modules); "
+        "assert callable(b.main) and pg_message_queue.bridge is b"
+    )
+    env = {"PYTHONPATH": str(plpython)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
