@@ -17,6 +17,7 @@ its own PostgreSQL (fsync on) and RabbitMQ; needs ``make install`` first::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import pika
+import pika.exceptions
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,7 +76,8 @@ class Consumer:
 
         ch.basic_consume(self.queue, got, auto_ack=True)
         self.ready.set()
-        ch.start_consuming()
+        with contextlib.suppress(pika.exceptions.AMQPError):  # the broker stops at the end
+            ch.start_consuming()
 
     def expect(self, m: int) -> None:
         self.count, self.target, self.last = 0, m, 0.0
@@ -142,11 +145,11 @@ def main() -> None:
         }
         flows = {
             "amqp.publish in the app's transaction (baseline)": "SELECT count(amqp.publish("
-            f"{broker}, '', '{queue}', g::text, 1)) FROM generate_series(%s, %s) g",
+            f"{broker}, '', '{queue}', g::text, 1)) FROM generate_series(%s::int, %s::int) g",
             "pg_notify -> bridge -> amqp.publish": "SELECT count(pg_notify('mapped', g::text))"
-            " FROM generate_series(%s, %s) g",
+            " FROM generate_series(%s::int, %s::int) g",
             "pg_mq_notify (outbox at the app's commit)": "SELECT count(pg_mq_notify('mapped', g::text))"
-            " FROM generate_series(%s, %s) g",
+            " FROM generate_series(%s::int, %s::int) g",
         }
         us: dict[str, list[float]] = {k: [] for k in calls}
         rate: dict[str, list[float]] = {k: [] for k in flows}

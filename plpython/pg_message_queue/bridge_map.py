@@ -44,8 +44,10 @@ def _table() -> str:
 
 
 def _lookup(channel: str) -> dict[str, Any] | None:
+    """The channel's map row and, when it has one, this transaction's id (one statement)."""
     rows = _db.run(
-        f"SELECT broker_id, exchange, routing_key, delivery_mode FROM {_table()} WHERE channel = $1",
+        "SELECT broker_id, exchange, routing_key, delivery_mode, pg_catalog.pg_current_xact_id()::text AS txid"
+        f" FROM {_table()} WHERE channel = $1",
         ("text",),
         (channel,),
     )
@@ -60,19 +62,27 @@ def notify(channel: str | None, payload: str | None) -> None:
         return
     channel = _check_channel(channel)
     row = _lookup(channel)
-    if row is not None:
-        _record(channel, payload, row)
-    _db.run("SELECT pg_catalog.pg_notify($1, $2)", ("text", "text"), (channel, payload))
+    if row is None:
+        _db.run("SELECT pg_catalog.pg_notify($1, $2)", ("text", "text"), (channel, payload))
+        return
+    marker = _record(channel, payload, row)
+    # the marker first: a transaction's notifications reach the bridge in this order
+    _db.run(
+        "SELECT pg_catalog.pg_notify($1, $2) AS marker, pg_catalog.pg_notify($3, $4) AS notification",
+        ("text", "text", "text", "text"),
+        (CONTROL_CHANNEL, marker, channel, payload),
+    )
 
 
-def _record(channel: str, payload: str, row: dict[str, Any]) -> None:
+def _record(channel: str, payload: str, row: dict[str, Any]) -> str:
+    """amqp.publish the message unless this transaction did already; returns the marker."""
     binding = Binding(
         channel, row["broker_id"], row["exchange"], row["routing_key"], int(row["delivery_mode"]), "text/plain"
     )
     exchange, key, body, headers = binding.message(payload)
     if len(key.encode()) > AMQP_SHORTSTR_MAX:
         _db.fail("22023", f"the routing key in the payload of channel {channel!r} is longer than 255 bytes")
-    txid = _db.run("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
+    txid = row["txid"]
     marker = skip_marker(channel, payload)
     if _recorded and next(iter(_recorded))[0] != txid:
         _recorded.clear()
@@ -96,7 +106,7 @@ def _record(channel: str, payload: str, row: dict[str, Any]) -> None:
             ),
         )
         _recorded[(txid, marker)] = int(rows[0]["id"])
-    _db.run("SELECT pg_catalog.pg_notify($1, $2)", ("text", "text"), (CONTROL_CHANNEL, marker))
+    return marker
 
 
 def bridge_map(
