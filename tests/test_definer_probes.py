@@ -39,6 +39,8 @@ PUBLIC_DEFINERS = {
     "integer,boolean)": "behind USAGE on schema amqp (README, AMQP Permissions)",
     # change events: the watch functions are granted deliberately (README, Change events: Who may watch)
     "_pg_mq_watch_dropped()": "event trigger (sql_drop): deletes only the watches of the tables just dropped",
+    # the NOTIFY -> AMQP bridge (README, NOTIFY -> AMQP bridge: Who may do what)
+    "pg_mq_notify(text,text)": "pg_notify's drop-in: sends only what the channel map says, where it says",
 }
 
 EXTENSION_FUNCTIONS = """
@@ -230,6 +232,13 @@ def _probe_calls(role: str, schema: str) -> dict[str, tuple[str, object]]:
             [(True,)],
         ),
         "amqp._outbox_on_commit()": ("SELECT amqp.publish(1, '', 'rk2', 'probe2')", [(True,)]),
+        "pg_mq_bridge_map(text,integer,text,text,integer)": (
+            f"SELECT 1 FROM {s}.pg_mq_bridge_map('probe_map', 1, 'ex', NULL)",
+            [(1,)],
+        ),
+        "pg_mq_bridge_unmap(text)": (f"SELECT {s}.pg_mq_bridge_unmap('probe_unmap')", [(True,)]),
+        # a mapped channel: the lookup, the outbox record and the marker all run
+        "pg_mq_notify(text,text)": (f"SELECT 1 FROM {s}.pg_mq_notify('probe_notify', 'rk3|probe3')", [(1,)]),
     }
 
 
@@ -243,6 +252,7 @@ def prepared(db: psycopg.Connection) -> str:
         db.execute("SELECT pg_mq_create_queue(%s, 'text')", (q,))
         db.execute("SELECT pg_mq_send_message(%s, 'x'::text)", (q,))
     db.execute("INSERT INTO amqp.broker (broker_id, host, port, connect_timeout) VALUES (1, '127.0.0.1', 1, 1)")
+    db.execute("SELECT pg_mq_bridge_map('probe_notify', 1, '', NULL), pg_mq_bridge_map('probe_unmap', 1, '', NULL)")
     return db.execute(
         "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_message_queue'"
     ).fetchone()[0]
@@ -289,7 +299,7 @@ def test_security_definer_functions_never_run_attacker_objects(db, prepared, att
     assert wrong == []
     # ...and the attacker's publish really stayed in the outbox (the broker is down).
     kept = db.execute("SELECT message FROM amqp.outbox ORDER BY message").fetchall()
-    assert kept == [("probe",), ("probe2",)]
+    assert kept == [("probe",), ("probe2",), ("probe3",)]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Who may use which object of the extension: the README's policy as an explicit table.
 
 Role kinds: none, sender of q, receiver of q, queue admin, AMQP publisher, relay
-operator. Objects: every function, procedure, table, view and sequence the extension
+operator, NOTIFY bridge. Objects: every function, procedure, table, view and sequence the extension
 owns (from the catalog: a new one fails test_every_extension_object_is_classified until
 it is added below), plus the queue table and dead-letter queue table of queue q.
 Anything not listed for a role kind must be refused, and actually fails with 42501.
@@ -65,6 +65,9 @@ QUEUE_PUBLIC = {
     # change events: the sql_drop event trigger function, and
     "pg_mq_change_trigger()",  # hand-written watches: sends with the rights of whoever changes the table
     "_pg_mq_watch_dropped()",
+    # the NOTIFY -> AMQP bridge: pg_notify's drop-in, for everyone as pg_notify is; SECURITY
+    # DEFINER, it sends only what pg_mq_bridge_channel says, where it says (README bridge)
+    "pg_mq_notify(text,text)",
 }
 QUEUE_ADMIN = {
     # watching a table: granted deliberately, like queue administration (README Change events)
@@ -84,6 +87,8 @@ QUEUE_ADMIN = {
     "pg_mq_maintain(text,integer)",
     "pg_mq_maintenance_loop(interval,integer,integer)",
 }
+# Mapping NOTIFY channels to AMQP decides where anyone's NOTIFY goes: granted deliberately.
+BRIDGE_ADMIN = {"pg_mq_bridge_map(text,integer,text,text,integer)", "pg_mq_bridge_unmap(text)"}
 AMQP_PUBLISH = {PUBLISH, AUTONOMOUS, "amqp.disconnect(integer)", CHECK}
 AMQP_RELAY = {
     "amqp.exchange_declare(integer,character varying,character varying,boolean,boolean,boolean)",
@@ -124,6 +129,7 @@ RELATIONS = {
     "pg_mq_watch",  # read through pg_mq_watches; no privileges for anyone but the owner
     "pg_mq_watch_watch_id_seq",
     "pg_mq_watches",
+    "pg_mq_bridge_channel",  # names exchanges and routing keys: the bridge's role only (README bridge)
 }
 
 # ---- the policy ----------------------------------------------------------------------------
@@ -152,6 +158,10 @@ AMQP_TABLE = {
     *(("amqp.status", c, "SELECT") for c in ("broker_id", "hosts", "outbox_depth", "failed", "oldest_kept_at",
                                               "oldest_kept_age", "last_attempt_at")),
 }  # fmt: skip
+BRIDGE_TABLE = {("pg_mq_bridge_channel", None, "SELECT")} | {
+    ("pg_mq_bridge_channel", c, "SELECT")
+    for c in ("channel", "broker_id", "exchange", "routing_key", "delivery_mode", "created_at", "created_by")
+}
 QUEUES_VIEW = {("pg_mq_queues", None, "SELECT")} | {
     ("pg_mq_queues", c, "SELECT")
     for c in ("channel", "payload_type", "depth", "ready", "in_flight", "delayed", "retained", "dead_lettered",
@@ -165,8 +175,9 @@ POLICY: dict[str, dict[str, set]] = {
     "queue_admin": {"execute": QUEUE_PUBLIC | QUEUE_ADMIN, "table": EVERYONE_TABLE | QUEUES_VIEW},
     "publisher": {"execute": QUEUE_PUBLIC | AMQP_PUBLISH, "table": EVERYONE_TABLE | AMQP_TABLE},
     "relay": {"execute": QUEUE_PUBLIC | AMQP_PUBLISH | AMQP_RELAY, "table": EVERYONE_TABLE | AMQP_TABLE},
+    "bridge": {"execute": QUEUE_PUBLIC | AMQP_PUBLISH, "table": EVERYONE_TABLE | AMQP_TABLE | BRIDGE_TABLE},
 }
-ALL_FUNCTIONS = QUEUE_PUBLIC | QUEUE_ADMIN | AMQP_PUBLISH | AMQP_RELAY | AMQP_INTERNAL
+ALL_FUNCTIONS = QUEUE_PUBLIC | QUEUE_ADMIN | AMQP_PUBLISH | AMQP_RELAY | AMQP_INTERNAL | BRIDGE_ADMIN
 
 
 def _kind_sql(sig: str) -> str:
@@ -189,6 +200,8 @@ def _grants(kind: str, role: str) -> list[str]:
         ]
     if kind == "publisher":
         return [f"GRANT USAGE ON SCHEMA amqp TO {role}"]
+    if kind == "bridge":
+        return [f"GRANT USAGE ON SCHEMA amqp TO {role}", f"GRANT SELECT ON pg_mq_bridge_channel TO {role}"]
     if kind == "relay":
         return [f"GRANT USAGE ON SCHEMA amqp TO {role}"] + [
             f"GRANT EXECUTE ON {_kind_sql(f)} {f} TO {role}" for f in sorted(AMQP_RELAY)
@@ -372,7 +385,7 @@ def test_a_receiver_cannot_insert_or_rewrite_messages(db, role_of):
     assert db.execute(f"SELECT payload, sent_by FROM {QUEUE}").fetchall() == [("secret payload", "postgres")]
 
 
-@pytest.mark.parametrize("kind", ["none", "sender", "receiver", "queue_admin", "publisher", "relay"])
+@pytest.mark.parametrize("kind", ["none", "sender", "receiver", "queue_admin", "publisher", "relay", "bridge"])
 def test_nobody_but_superusers_reads_broker_passwords_or_the_outbox(db, role_of, kind):
     db.execute("INSERT INTO amqp.broker (broker_id, host, port, password) VALUES (1, '127.0.0.1', 1, 'hunter2')")
     _role, conn = role_of(kind)

@@ -15,7 +15,8 @@ from typing import Any
 __version__ = "1.0.0"
 
 _MODULES = (
-    "_db", "amqp", "amqp_link", "configure", "events", "grants", "leases", "messages", "names", "payload_types",
+    "_db", "amqp", "amqp_link", "bridge", "bridge_format", "bridge_map", "configure", "events", "grants", "leases",
+    "messages", "names", "payload_types",
     "queues", "settings", "upkeep",
 )  # fmt: skip
 

@@ -66,3 +66,12 @@ REVOKE ALL ON FUNCTION _pg_mq_watch_fire() FROM public;
 REVOKE ALL ON pg_mq_watch FROM public;
 REVOKE ALL ON SEQUENCE pg_mq_watch_watch_id_seq FROM public;
 GRANT SELECT ON pg_mq_watches TO public;
+
+-- The NOTIFY -> AMQP bridge. Mapping a channel decides where anyone's NOTIFY on it
+-- goes: administrators only. The map names exchanges and routing keys, so only the
+-- roles an administrator chooses (the bridge's) may read it. pg_mq_notify is for
+-- everyone, as pg_notify is: it sends only what the map allows.
+REVOKE ALL ON FUNCTION pg_mq_bridge_map(text, integer, text, text, integer) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_bridge_unmap(text) FROM public;
+GRANT EXECUTE ON FUNCTION pg_mq_notify(text, text) TO public;
+REVOKE ALL ON pg_mq_bridge_channel FROM public;
