@@ -16,7 +16,7 @@ __version__ = "1.0.0"
 
 _MODULES = (
     "_db", "amqp", "amqp_link", "configure", "events", "grants", "leases", "messages", "names", "payload_types",
-    "queues", "settings", "upkeep",
+    "queues", "settings", "upkeep", "pgq",
 )  # fmt: skip
 
 

@@ -1,0 +1,170 @@
+-- Producing events. insert_event is the hot path: a PL/pgSQL body with no SET clause
+-- (every name qualified) around one Python call, which runs one cached INSERT.
+
+-- Internal: insert one event into the queue's current table; its ev_id, or NULL when the queue refuses it.
+CREATE OR REPLACE FUNCTION pgq._pg_mq_insert_event(
+    queue_name text,
+    ev_type text,
+    ev_data text,
+    ev_extra1 text,
+    ev_extra2 text,
+    ev_extra3 text,
+    ev_extra4 text
+)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.pgq.producer.insert_event(queue_name, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)
+$python$;
+COMMENT ON FUNCTION pgq._pg_mq_insert_event(text, text, text, text, text, text, text) IS
+'Internal: insert one event into the queue''s current table; its ev_id, or NULL when the queue refuses it.';
+
+-- Internal: why insert_event refused an event, in PgQ's words.
+CREATE OR REPLACE FUNCTION pgq._pg_mq_insert_problem(
+    queue_name text
+)
+RETURNS text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.pgq.producer.insert_problem(queue_name)
+$python$;
+COMMENT ON FUNCTION pgq._pg_mq_insert_problem(text) IS
+'Internal: why insert_event refused an event, in PgQ''s words.';
+
+-- Insert an event (type, data, extra1..4) into the queue; returns its ev_id.
+CREATE OR REPLACE FUNCTION pgq.insert_event(
+    queue_name text,
+    ev_type text,
+    ev_data text,
+    ev_extra1 text,
+    ev_extra2 text,
+    ev_extra3 text,
+    ev_extra4 text
+)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    id := pgq._pg_mq_insert_event(queue_name, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4);
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem(queue_name);
+    END IF;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION pgq.insert_event(text, text, text, text, text, text, text) IS
+'Insert an event with ev_type, ev_data and ev_extra1..4 into queue queue_name; returns its ev_id. Visible to consumers after commit and the next tick.';
+
+-- Insert an event (type, data) into the queue; returns its ev_id.
+CREATE OR REPLACE FUNCTION pgq.insert_event(queue_name text, ev_type text, ev_data text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    id := pgq._pg_mq_insert_event(queue_name, ev_type, ev_data, NULL, NULL, NULL, NULL);
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem(queue_name);
+    END IF;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION pgq.insert_event(text, text, text) IS
+'Insert an event with ev_type and ev_data into queue queue_name; returns its ev_id.';
+
+-- Internal: the Python half of pgq.insert_event_raw; NULL when the queue refuses the event.
+CREATE OR REPLACE FUNCTION pgq._pg_mq_insert_event_raw(
+    queue_name text,
+    ev_id bigint,
+    ev_time timestamptz,
+    ev_owner integer,
+    ev_retry integer,
+    ev_type text,
+    ev_data text,
+    ev_extra1 text,
+    ev_extra2 text,
+    ev_extra3 text,
+    ev_extra4 text
+)
+RETURNS bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.pgq.producer.insert_event_raw(queue_name, ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)
+$python$;
+COMMENT ON FUNCTION pgq._pg_mq_insert_event_raw(text, bigint, timestamptz, integer, integer, text, text, text, text, text, text) IS
+'Internal: the Python half of pgq.insert_event_raw; NULL when the queue refuses the event.';
+
+-- Low-level insert with explicit ev_id (NULL: next), time, owner and retry count.
+CREATE OR REPLACE FUNCTION pgq.insert_event_raw(
+    queue_name text,
+    ev_id bigint,
+    ev_time timestamptz,
+    ev_owner integer,
+    ev_retry integer,
+    ev_type text,
+    ev_data text,
+    ev_extra1 text,
+    ev_extra2 text,
+    ev_extra3 text,
+    ev_extra4 text
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    id := pgq._pg_mq_insert_event_raw(
+        queue_name, ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4
+    );
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem(queue_name);
+    END IF;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION pgq.insert_event_raw(text, bigint, timestamptz, integer, integer, text, text, text, text, text, text) IS
+'Insert an event with explicit ev_id (NULL: the next one), ev_time, ev_owner and ev_retry; returns its ev_id.';
+
+-- Internal: the Python half of pgq.current_event_table.
+CREATE OR REPLACE FUNCTION pgq._pg_mq_current_event_table(
+    x_queue_name text
+)
+RETURNS text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.pgq.producer.current_event_table(x_queue_name)
+$python$;
+COMMENT ON FUNCTION pgq._pg_mq_current_event_table(text) IS
+'Internal: the Python half of pgq.current_event_table.';
+
+-- The event table inserts into queue x_queue_name go to now (it changes at rotation).
+CREATE OR REPLACE FUNCTION pgq.current_event_table(
+    x_queue_name text
+)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN pgq._pg_mq_current_event_table(x_queue_name);
+EXCEPTION WHEN raise_exception THEN
+    -- PgQ's errors, raised by Python: its message without the prefix
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+END
+$$;
+COMMENT ON FUNCTION pgq.current_event_table(text) IS
+'The event table inserts into queue x_queue_name go to now (it changes at rotation).';
