@@ -70,7 +70,9 @@ def unregister_consumer(queue: str | None, consumer: str | None) -> int:
     )
     if s is None:
         return 0
-    count = one("SELECT pg_catalog.count(*) AS n FROM pgq.subscription WHERE sub_id = $1", ("int4",), (s["sub_id"],))["n"]
+    count = one("SELECT pg_catalog.count(*) AS n FROM pgq.subscription WHERE sub_id = $1", ("int4",), (s["sub_id"],))[
+        "n"
+    ]
     if count > 1 and s["is_sub"]:
         _db.run(
             "DELETE FROM pgq.subscription WHERE sub_id = $1 AND sub_consumer = $2",
@@ -127,13 +129,16 @@ def next_batch_custom(
             s["sub_queue"], s["prev_tick_id"], s["prev_tick_time"], s["prev_tick_event_seq"], min_count, min_interval
         )
         cur = (found["next_tick_id"], found["next_tick_time"], found["next_tick_seq"])
-    if min_lag is not None and cur[0] is not None:
-        if one(
+    if (
+        min_lag is not None
+        and cur[0] is not None
+        and one(
             "SELECT pg_catalog.now() - $1::pg_catalog.timestamptz < $2::pg_catalog.interval AS young",
             ("text", "text"),
             (cur[1], min_lag),
-        )["young"]:
-            cur = (None, None, None)
+        )["young"]
+    ):
+        cur = (None, None, None)
     if cur[0] is None:
         return dict.fromkeys(BATCH_FIELDS)
     out["cur_tick_id"], out["cur_tick_time"], out["cur_tick_event_seq"] = cur
@@ -348,9 +353,7 @@ def event_retry_raw(
     if q is None:
         fail("consumer not registered")
     if ev_id is None:
-        ev_id = one(
-            f"SELECT pg_catalog.nextval({_db.literal(q['queue_event_seq'])}::pg_catalog.regclass) AS id"
-        )["id"]
+        ev_id = one(f"SELECT pg_catalog.nextval({_db.literal(q['queue_event_seq'])}::pg_catalog.regclass) AS id")["id"]
     _db.run(
         "INSERT INTO pgq.retry_queue (ev_retry_after, ev_queue, ev_id, ev_time, ev_owner, ev_retry,"
         " ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)"

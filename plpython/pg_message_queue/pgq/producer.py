@@ -57,7 +57,9 @@ def insert_event(queue: str | None, *fields: str | None) -> int | None:
     return insert_raw(table, q["queue_event_seq"], None, None, None, None, *fields)
 
 
-def insert_raw(table: str, seq: str, ev_id: int | None, ev_time: Any, owner: int | None, retry: int | None, *fields: Any) -> int:
+def insert_raw(
+    table: str, seq: str, ev_id: int | None, ev_time: Any, owner: int | None, retry: int | None, *fields: Any
+) -> int:
     """One INSERT into ``table`` (quoted); ev_id from sequence ``seq`` when None."""
     rows = _db.run(
         f"INSERT INTO {table} {_columns()} VALUES (COALESCE($1, pg_catalog.nextval("

@@ -41,7 +41,8 @@ def tick(queue: str | None) -> int | None:
     seq = one(f"SELECT last_value FROM {quote_fqname(q['queue_event_seq'])}")["last_value"]
     state = one(
         "SELECT t.tick_id, t.tick_event_seq, $2 - t.tick_event_seq AS new_events,"
-        " pg_catalog.txid_snapshot_xmax(t.tick_snapshot) AS sxmax, pg_catalog.txid_snapshot_xmin(t.tick_snapshot) AS sxmin,"
+        " pg_catalog.txid_snapshot_xmax(t.tick_snapshot) AS sxmax,"
+        " pg_catalog.txid_snapshot_xmin(t.tick_snapshot) AS sxmin,"
         " pg_catalog.txid_current() AS txid,"
         " pg_catalog.now() - t.tick_time < $3::pg_catalog.interval AS under_max_lag,"
         " pg_catalog.now() - t.tick_time < $3::pg_catalog.interval / 2 AS under_half_lag,"
@@ -57,9 +58,7 @@ def tick(queue: str | None) -> int | None:
     )
     if state is not None:
         if state["sxmin"] > state["txid"]:
-            fail(
-                f"Invalid PgQ state: old xmin={state['sxmin']}, old xmax={state['sxmax']}, cur txid={state['txid']}"
-            )
+            fail(f"Invalid PgQ state: old xmin={state['sxmin']}, old xmax={state['sxmax']}, cur txid={state['txid']}")
         if state["new_events"] < 0:
             _db.warn(f"Negative new_events?  old={state['tick_event_seq']} cur={seq}")
         if state["sxmax"] > state["txid"]:
@@ -119,7 +118,8 @@ def force_tick(queue: str | None) -> int | None:
     """Push the event sequence far enough that the next ticker() call ticks; returns
     the last tick_id (the new tick comes with that next call)."""
     _db.run(
-        "SELECT pg_catalog.setval(queue_event_seq::pg_catalog.regclass, pg_catalog.nextval(queue_event_seq::pg_catalog.regclass)"
+        "SELECT pg_catalog.setval(queue_event_seq::pg_catalog.regclass,"
+        " pg_catalog.nextval(queue_event_seq::pg_catalog.regclass)"
         " + queue_ticker_max_count * 2 + 1000) FROM pgq.queue"
         " WHERE queue_name = $1 AND NOT queue_external_ticker AND NOT queue_ticker_paused",
         ("text",),
@@ -151,7 +151,9 @@ def maint_retry_events() -> int:
             r["ev_type"], r["ev_data"], r["ev_extra1"], r["ev_extra2"], r["ev_extra3"], r["ev_extra4"],
         )  # fmt: skip
         _db.run(
-            "DELETE FROM pgq.retry_queue WHERE ev_owner = $1 AND ev_id = $2", ("int4", "int8"), (r["ev_owner"], r["ev_id"])
+            "DELETE FROM pgq.retry_queue WHERE ev_owner = $1 AND ev_id = $2",
+            ("int4", "int8"),
+            (r["ev_owner"], r["ev_id"]),
         )
     return len(rows)
 
@@ -176,7 +178,8 @@ def rotate_step1(queue: str | None) -> int:
     )["t"]
     if lowest is not None:
         xmin = one(
-            "SELECT pg_catalog.txid_snapshot_xmin(tick_snapshot) AS x FROM pgq.tick WHERE tick_queue = $1 AND tick_id = $2",
+            "SELECT pg_catalog.txid_snapshot_xmin(tick_snapshot) AS x FROM pgq.tick"
+            " WHERE tick_queue = $1 AND tick_id = $2",
             ("int4", "int8"),
             (cf["queue_id"], lowest),
         )
@@ -262,10 +265,13 @@ def maint_operations() -> list[dict[str, Any]]:
             " ORDER BY 1"
         )
     ]
-    nrot = len(ops) or one(
-        "SELECT pg_catalog.count(1) AS n FROM pgq.queue WHERE queue_rotation_period IS NOT NULL"
-        " AND queue_switch_step2 IS NULL"
-    )["n"]
+    nrot = (
+        len(ops)
+        or one(
+            "SELECT pg_catalog.count(1) AS n FROM pgq.queue WHERE queue_rotation_period IS NOT NULL"
+            " AND queue_switch_step2 IS NULL"
+        )["n"]
+    )
     if nrot > 0:
         ops.append({"func_name": "pgq.maint_rotate_tables_step2", "func_arg": None})
     for r in _db.run(

@@ -74,18 +74,18 @@ COMMENT ON FUNCTION pgq.unregister_consumer(text, text) IS
 
 -- Internal: the Python half of pgq.next_batch_custom.
 CREATE OR REPLACE FUNCTION pgq._pg_mq_next_batch_custom(
-    in i_queue_name text,
-    in i_consumer_name text,
-    in i_min_lag interval,
-    in i_min_count int4,
-    in i_min_interval interval,
-    out batch_id int8,
-    out cur_tick_id int8,
-    out prev_tick_id int8,
-    out cur_tick_time timestamptz,
-    out prev_tick_time timestamptz,
-    out cur_tick_event_seq int8,
-    out prev_tick_event_seq int8
+    IN i_queue_name text,
+    IN i_consumer_name text,
+    IN i_min_lag interval,
+    IN i_min_count int4,
+    IN i_min_interval interval,
+    OUT batch_id int8,
+    OUT cur_tick_id int8,
+    OUT prev_tick_id int8,
+    OUT cur_tick_time timestamptz,
+    OUT prev_tick_time timestamptz,
+    OUT cur_tick_event_seq int8,
+    OUT prev_tick_event_seq int8
 )
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -99,18 +99,18 @@ COMMENT ON FUNCTION pgq._pg_mq_next_batch_custom(text, text, interval, int4, int
 
 -- The consumer's open batch or a new one, ending at the first tick at least i_min_count events or i_min_interval later (and older than i_min_lag); NULLs when none.
 CREATE OR REPLACE FUNCTION pgq.next_batch_custom(
-    in i_queue_name text,
-    in i_consumer_name text,
-    in i_min_lag interval,
-    in i_min_count int4,
-    in i_min_interval interval,
-    out batch_id int8,
-    out cur_tick_id int8,
-    out prev_tick_id int8,
-    out cur_tick_time timestamptz,
-    out prev_tick_time timestamptz,
-    out cur_tick_event_seq int8,
-    out prev_tick_event_seq int8
+    IN i_queue_name text,
+    IN i_consumer_name text,
+    IN i_min_lag interval,
+    IN i_min_count int4,
+    IN i_min_interval interval,
+    OUT batch_id int8,
+    OUT cur_tick_id int8,
+    OUT prev_tick_id int8,
+    OUT cur_tick_time timestamptz,
+    OUT prev_tick_time timestamptz,
+    OUT cur_tick_event_seq int8,
+    OUT prev_tick_event_seq int8
 )
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -128,15 +128,15 @@ COMMENT ON FUNCTION pgq.next_batch_custom(text, text, interval, int4, interval) 
 
 -- The consumer's open batch, or a new one up to the next tick, with its ticks; NULLs when none.
 CREATE OR REPLACE FUNCTION pgq.next_batch_info(
-    in i_queue_name text,
-    in i_consumer_name text,
-    out batch_id int8,
-    out cur_tick_id int8,
-    out prev_tick_id int8,
-    out cur_tick_time timestamptz,
-    out prev_tick_time timestamptz,
-    out cur_tick_event_seq int8,
-    out prev_tick_event_seq int8
+    IN i_queue_name text,
+    IN i_consumer_name text,
+    OUT batch_id int8,
+    OUT cur_tick_id int8,
+    OUT prev_tick_id int8,
+    OUT cur_tick_time timestamptz,
+    OUT prev_tick_time timestamptz,
+    OUT cur_tick_event_seq int8,
+    OUT prev_tick_event_seq int8
 )
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -147,7 +147,7 @@ COMMENT ON FUNCTION pgq.next_batch_info(text, text) IS
 'The consumer''s open batch, or a new one up to the next tick: batch_id with its tick ids, times and event sequence values; NULLs when none.';
 
 -- The consumer's open batch id, or a new one up to the next tick; NULL when there is none.
-CREATE OR REPLACE FUNCTION pgq.next_batch(in i_queue_name text, in i_consumer_name text)
+CREATE OR REPLACE FUNCTION pgq.next_batch(IN i_queue_name text, IN i_consumer_name text)
 RETURNS int8
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -159,15 +159,15 @@ COMMENT ON FUNCTION pgq.next_batch(text, text) IS
 
 -- The first tick after i_prev_tick_id at least i_min_count events or i_min_interval later (next_batch_custom).
 CREATE OR REPLACE FUNCTION pgq.find_tick_helper(
-    in i_queue_id int4,
-    in i_prev_tick_id int8,
-    in i_prev_tick_time timestamptz,
-    in i_prev_tick_seq int8,
-    in i_min_count int8,
-    in i_min_interval interval,
-    out next_tick_id int8,
-    out next_tick_time timestamptz,
-    out next_tick_seq int8
+    IN i_queue_id int4,
+    IN i_prev_tick_id int8,
+    IN i_prev_tick_time timestamptz,
+    IN i_prev_tick_seq int8,
+    IN i_min_count int8,
+    IN i_min_interval interval,
+    OUT next_tick_id int8,
+    OUT next_tick_time timestamptz,
+    OUT next_tick_seq int8
 )
 LANGUAGE plpython3u
 STABLE
@@ -242,17 +242,17 @@ COMMENT ON FUNCTION pgq.batch_event_tables(bigint) IS
 
 -- The events of a batch: the rows go to the caller without passing through Python.
 CREATE OR REPLACE FUNCTION pgq.get_batch_events(
-    in x_batch_id bigint,
-    out ev_id bigint,
-    out ev_time timestamptz,
-    out ev_txid bigint,
-    out ev_retry int4,
-    out ev_type text,
-    out ev_data text,
-    out ev_extra1 text,
-    out ev_extra2 text,
-    out ev_extra3 text,
-    out ev_extra4 text
+    IN x_batch_id bigint,
+    OUT ev_id bigint,
+    OUT ev_time timestamptz,
+    OUT ev_txid bigint,
+    OUT ev_retry int4,
+    OUT ev_type text,
+    OUT ev_data text,
+    OUT ev_extra1 text,
+    OUT ev_extra2 text,
+    OUT ev_extra3 text,
+    OUT ev_extra4 text
 )
 RETURNS SETOF record
 LANGUAGE plpgsql
@@ -284,20 +284,20 @@ COMMENT ON FUNCTION pgq._pg_mq_batch_cursor_sql(bigint, text, text) IS
 -- Open cursor i_cursor_name on the batch's events (filtered by i_extra_where, the
 -- caller's SQL, run with the caller's rights) and return its first i_quick_limit rows.
 CREATE OR REPLACE FUNCTION pgq.get_batch_cursor(
-    in i_batch_id bigint,
-    in i_cursor_name text,
-    in i_quick_limit int4,
-    in i_extra_where text,
-    out ev_id bigint,
-    out ev_time timestamptz,
-    out ev_txid bigint,
-    out ev_retry int4,
-    out ev_type text,
-    out ev_data text,
-    out ev_extra1 text,
-    out ev_extra2 text,
-    out ev_extra3 text,
-    out ev_extra4 text
+    IN i_batch_id bigint,
+    IN i_cursor_name text,
+    IN i_quick_limit int4,
+    IN i_extra_where text,
+    OUT ev_id bigint,
+    OUT ev_time timestamptz,
+    OUT ev_txid bigint,
+    OUT ev_retry int4,
+    OUT ev_type text,
+    OUT ev_data text,
+    OUT ev_extra1 text,
+    OUT ev_extra2 text,
+    OUT ev_extra3 text,
+    OUT ev_extra4 text
 )
 RETURNS SETOF record
 LANGUAGE plpgsql
@@ -325,19 +325,19 @@ COMMENT ON FUNCTION pgq.get_batch_cursor(bigint, text, int4, text) IS
 
 -- The same without a filter.
 CREATE OR REPLACE FUNCTION pgq.get_batch_cursor(
-    in i_batch_id bigint,
-    in i_cursor_name text,
-    in i_quick_limit int4,
-    out ev_id bigint,
-    out ev_time timestamptz,
-    out ev_txid bigint,
-    out ev_retry int4,
-    out ev_type text,
-    out ev_data text,
-    out ev_extra1 text,
-    out ev_extra2 text,
-    out ev_extra3 text,
-    out ev_extra4 text
+    IN i_batch_id bigint,
+    IN i_cursor_name text,
+    IN i_quick_limit int4,
+    OUT ev_id bigint,
+    OUT ev_time timestamptz,
+    OUT ev_txid bigint,
+    OUT ev_retry int4,
+    OUT ev_type text,
+    OUT ev_data text,
+    OUT ev_extra1 text,
+    OUT ev_extra2 text,
+    OUT ev_extra3 text,
+    OUT ev_extra4 text
 )
 RETURNS SETOF record
 LANGUAGE sql

@@ -2,21 +2,21 @@
 
 -- Settings and state of queue i_queue_name (every queue when NULL).
 CREATE OR REPLACE FUNCTION pgq.get_queue_info(
-    in i_queue_name text,
-    out queue_name text,
-    out queue_ntables integer,
-    out queue_cur_table integer,
-    out queue_rotation_period interval,
-    out queue_switch_time timestamptz,
-    out queue_external_ticker boolean,
-    out queue_ticker_paused boolean,
-    out queue_ticker_max_count integer,
-    out queue_ticker_max_lag interval,
-    out queue_ticker_idle_period interval,
-    out ticker_lag interval,
-    out ev_per_sec float8,
-    out ev_new bigint,
-    out last_tick_id bigint
+    IN i_queue_name text,
+    OUT queue_name text,
+    OUT queue_ntables integer,
+    OUT queue_cur_table integer,
+    OUT queue_rotation_period interval,
+    OUT queue_switch_time timestamptz,
+    OUT queue_external_ticker boolean,
+    OUT queue_ticker_paused boolean,
+    OUT queue_ticker_max_count integer,
+    OUT queue_ticker_max_lag interval,
+    OUT queue_ticker_idle_period interval,
+    OUT ticker_lag interval,
+    OUT ev_per_sec float8,
+    OUT ev_new bigint,
+    OUT last_tick_id bigint
 )
 RETURNS SETOF record
 LANGUAGE plpython3u
@@ -30,20 +30,20 @@ COMMENT ON FUNCTION pgq.get_queue_info(text) IS
 
 -- Settings and state of every queue.
 CREATE OR REPLACE FUNCTION pgq.get_queue_info(
-    out queue_name text,
-    out queue_ntables integer,
-    out queue_cur_table integer,
-    out queue_rotation_period interval,
-    out queue_switch_time timestamptz,
-    out queue_external_ticker boolean,
-    out queue_ticker_paused boolean,
-    out queue_ticker_max_count integer,
-    out queue_ticker_max_lag interval,
-    out queue_ticker_idle_period interval,
-    out ticker_lag interval,
-    out ev_per_sec float8,
-    out ev_new bigint,
-    out last_tick_id bigint
+    OUT queue_name text,
+    OUT queue_ntables integer,
+    OUT queue_cur_table integer,
+    OUT queue_rotation_period interval,
+    OUT queue_switch_time timestamptz,
+    OUT queue_external_ticker boolean,
+    OUT queue_ticker_paused boolean,
+    OUT queue_ticker_max_count integer,
+    OUT queue_ticker_max_lag interval,
+    OUT queue_ticker_idle_period interval,
+    OUT ticker_lag interval,
+    OUT ev_per_sec float8,
+    OUT ev_new bigint,
+    OUT last_tick_id bigint
 )
 RETURNS SETOF record
 LANGUAGE plpython3u
@@ -57,16 +57,16 @@ COMMENT ON FUNCTION pgq.get_queue_info() IS
 
 -- Position of consumer i_consumer_name on queue i_queue_name (NULL: every one).
 CREATE OR REPLACE FUNCTION pgq.get_consumer_info(
-    in i_queue_name text,
-    in i_consumer_name text,
-    out queue_name text,
-    out consumer_name text,
-    out lag interval,
-    out last_seen interval,
-    out last_tick bigint,
-    out current_batch bigint,
-    out next_tick bigint,
-    out pending_events bigint
+    IN i_queue_name text,
+    IN i_consumer_name text,
+    OUT queue_name text,
+    OUT consumer_name text,
+    OUT lag interval,
+    OUT last_seen interval,
+    OUT last_tick bigint,
+    OUT current_batch bigint,
+    OUT next_tick bigint,
+    OUT pending_events bigint
 )
 RETURNS SETOF record
 LANGUAGE plpython3u
@@ -81,15 +81,15 @@ COMMENT ON FUNCTION pgq.get_consumer_info(text, text) IS
 
 -- Position of every consumer of queue i_queue_name (NULL: every queue).
 CREATE OR REPLACE FUNCTION pgq.get_consumer_info(
-    in i_queue_name text,
-    out queue_name text,
-    out consumer_name text,
-    out lag interval,
-    out last_seen interval,
-    out last_tick bigint,
-    out current_batch bigint,
-    out next_tick bigint,
-    out pending_events bigint
+    IN i_queue_name text,
+    OUT queue_name text,
+    OUT consumer_name text,
+    OUT lag interval,
+    OUT last_seen interval,
+    OUT last_tick bigint,
+    OUT current_batch bigint,
+    OUT next_tick bigint,
+    OUT pending_events bigint
 )
 RETURNS SETOF record
 LANGUAGE plpython3u
@@ -104,14 +104,14 @@ COMMENT ON FUNCTION pgq.get_consumer_info(text) IS
 
 -- Position of every consumer of every queue.
 CREATE OR REPLACE FUNCTION pgq.get_consumer_info(
-    out queue_name text,
-    out consumer_name text,
-    out lag interval,
-    out last_seen interval,
-    out last_tick bigint,
-    out current_batch bigint,
-    out next_tick bigint,
-    out pending_events bigint
+    OUT queue_name text,
+    OUT consumer_name text,
+    OUT lag interval,
+    OUT last_seen interval,
+    OUT last_tick bigint,
+    OUT current_batch bigint,
+    OUT next_tick bigint,
+    OUT pending_events bigint
 )
 RETURNS SETOF record
 LANGUAGE plpython3u
@@ -126,16 +126,16 @@ COMMENT ON FUNCTION pgq.get_consumer_info() IS
 
 -- Queue, consumer, ticks and times of open batch x_batch_id (NULLs when it is not open).
 CREATE OR REPLACE FUNCTION pgq.get_batch_info(
-    in x_batch_id bigint,
-    out queue_name text,
-    out consumer_name text,
-    out batch_start timestamptz,
-    out batch_end timestamptz,
-    out prev_tick_id bigint,
-    out tick_id bigint,
-    out lag interval,
-    out seq_start bigint,
-    out seq_end bigint
+    IN x_batch_id bigint,
+    OUT queue_name text,
+    OUT consumer_name text,
+    OUT batch_start timestamptz,
+    OUT batch_end timestamptz,
+    OUT prev_tick_id bigint,
+    OUT tick_id bigint,
+    OUT lag interval,
+    OUT seq_start bigint,
+    OUT seq_end bigint
 )
 LANGUAGE plpython3u
 SECURITY DEFINER

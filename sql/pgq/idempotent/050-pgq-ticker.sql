@@ -202,8 +202,8 @@ COMMENT ON FUNCTION pgq.maint_tables_to_vacuum() IS
 
 -- The maintenance calls due now (func_name, func_arg), as pgqd runs them.
 CREATE OR REPLACE FUNCTION pgq.maint_operations(
-    out func_name text,
-    out func_arg text
+    OUT func_name text,
+    OUT func_arg text
 )
 RETURNS SETOF record
 LANGUAGE plpython3u
@@ -227,5 +227,5 @@ AS $python$
 pgmq._db.pin_search_path()
 return pgmq.pgq.ticker.run_ticker(loop_delay, maint_period, max_runtime)
 $python$;
-COMMENT ON PROCEDURE pgq.run_ticker(interval, interval, interval) IS
+COMMENT ON PROCEDURE pgq.run_ticker (interval, interval, interval) IS
 'Tick every queue, move due retries and rotate event tables every loop_delay (maintenance every maint_period), committing after each step, until max_runtime passes (NULL: until cancelled). CALL it outside a transaction block.';

@@ -1,9 +1,9 @@
 -- PgQ's grants (its structure/grants.ini), in one place: info to everyone, consuming
 -- to pgq_reader, producing to pgq_writer, the ticker and administration to pgq_admin
 -- (a member of both). Each Python internal goes with its public function.
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgq FROM PUBLIC;
-REVOKE ALL ON ALL PROCEDURES IN SCHEMA pgq FROM PUBLIC;
-GRANT USAGE ON SCHEMA pgq TO PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgq FROM public;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA pgq FROM public;
+GRANT USAGE ON SCHEMA pgq TO public;
 
 -- 1.public
 GRANT EXECUTE ON FUNCTION
@@ -15,7 +15,7 @@ pgq.get_consumer_info(text),
 pgq.get_consumer_info(text, text),
 pgq.quote_fqname(text),
 pgq.version()
-TO PUBLIC;
+TO public;
 
 -- 2.consumer
 GRANT EXECUTE ON FUNCTION
@@ -91,13 +91,13 @@ TO pgq_admin;
 GRANT EXECUTE ON PROCEDURE pgq.run_ticker(interval, interval, interval) TO pgq_admin;
 
 -- Tables: PgQ's grants. The migration record is ours: superusers only.
-REVOKE ALL ON TABLE pgq._pg_mq_migration FROM PUBLIC;
-REVOKE ALL ON TABLE pgq.event_template FROM pgq_reader, pgq_writer, pgq_admin, PUBLIC;
-REVOKE ALL ON TABLE pgq.consumer, pgq.queue, pgq.tick, pgq.subscription FROM pgq_reader, pgq_writer, pgq_admin, PUBLIC;
-REVOKE ALL ON TABLE pgq.retry_queue FROM pgq_reader, pgq_writer, pgq_admin, PUBLIC;
+REVOKE ALL ON TABLE pgq._pg_mq_migration FROM public;
+REVOKE ALL ON TABLE pgq.event_template FROM pgq_reader, pgq_writer, pgq_admin, public;
+REVOKE ALL ON TABLE pgq.consumer, pgq.queue, pgq.tick, pgq.subscription FROM pgq_reader, pgq_writer, pgq_admin, public;
+REVOKE ALL ON TABLE pgq.retry_queue FROM pgq_reader, pgq_writer, pgq_admin, public;
 GRANT SELECT ON TABLE pgq.event_template TO pgq_reader;
 GRANT SELECT, INSERT, TRUNCATE ON TABLE pgq.event_template TO pgq_admin;
 GRANT SELECT ON TABLE pgq.consumer, pgq.queue, pgq.tick, pgq.subscription TO pgq_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE pgq.consumer, pgq.queue, pgq.tick, pgq.subscription TO pgq_admin;
-GRANT SELECT ON TABLE pgq.consumer, pgq.queue, pgq.tick, pgq.subscription TO PUBLIC;
+GRANT SELECT ON TABLE pgq.consumer, pgq.queue, pgq.tick, pgq.subscription TO public;
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE pgq.retry_queue TO pgq_admin;

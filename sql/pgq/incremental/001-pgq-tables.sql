@@ -26,7 +26,7 @@ CREATE TABLE pgq.queue (
     queue_data_pfx text NOT NULL,
     queue_event_seq text NOT NULL,
     queue_tick_seq text NOT NULL,
-    queue_extra_maint text [],
+    queue_extra_maint text[],
     CONSTRAINT queue_pkey PRIMARY KEY (queue_id),
     CONSTRAINT queue_name_uq UNIQUE (queue_name)
 );
