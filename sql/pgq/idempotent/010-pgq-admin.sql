@@ -23,6 +23,7 @@ CREATE OR REPLACE FUNCTION pgq.create_queue(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -58,6 +59,7 @@ CREATE OR REPLACE FUNCTION pgq.drop_queue(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -114,6 +116,7 @@ CREATE OR REPLACE FUNCTION pgq.set_queue_config(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -147,6 +150,7 @@ CREATE OR REPLACE FUNCTION pgq.grant_perms(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -242,10 +246,21 @@ COMMENT ON FUNCTION pgq.quote_fqname(text) IS
 CREATE OR REPLACE FUNCTION pgq.version()
 RETURNS text
 LANGUAGE sql
-IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT '3.5'::text
 $$;
 COMMENT ON FUNCTION pgq.version() IS
 'The version of PgQ''s API provided: 3.5.';
+
+-- PgQ's schema upgrade: nothing to do here (the extension's own scripts upgrade it,
+-- and made PgQ's roles when they were missing).
+CREATE OR REPLACE FUNCTION pgq.upgrade_schema()
+RETURNS int4
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT 0
+$$;
+COMMENT ON FUNCTION pgq.upgrade_schema() IS
+'Nothing to do (ALTER EXTENSION pg_message_queue_pgq UPDATE upgrades the schema); returns 0, as PgQ.';

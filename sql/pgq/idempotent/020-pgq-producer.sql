@@ -48,6 +48,8 @@ CREATE OR REPLACE FUNCTION pgq.insert_event(
 )
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id bigint;

@@ -25,6 +25,7 @@ CREATE OR REPLACE FUNCTION pgq.register_consumer_at(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -44,6 +45,7 @@ CREATE OR REPLACE FUNCTION pgq.register_consumer(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -113,6 +115,7 @@ CREATE OR REPLACE FUNCTION pgq.next_batch_custom(
     OUT prev_tick_event_seq int8
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -373,6 +376,7 @@ CREATE OR REPLACE FUNCTION pgq.event_retry(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -393,6 +397,7 @@ CREATE OR REPLACE FUNCTION pgq.event_retry(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -430,6 +435,7 @@ CREATE OR REPLACE FUNCTION pgq.batch_retry(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -500,6 +506,7 @@ CREATE OR REPLACE FUNCTION pgq.event_retry_raw(
 )
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

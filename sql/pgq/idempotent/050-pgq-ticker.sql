@@ -21,6 +21,7 @@ CREATE OR REPLACE FUNCTION pgq.ticker(
 )
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -60,6 +61,7 @@ CREATE OR REPLACE FUNCTION pgq.ticker(
 )
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -89,6 +91,7 @@ COMMENT ON FUNCTION pgq._pg_mq_ticker_all() IS
 CREATE OR REPLACE FUNCTION pgq.ticker()
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
