@@ -1,5 +1,8 @@
 """insert_event: one cached INSERT per queue into its current event table.
 
+Runs inside pgq.insert_event (SECURITY DEFINER, search_path pinned) without a SET
+clause of its own, so every name and operator in its SQL is qualified.
+
 The statement guards itself: it inserts only while the queue row still names the
 table it was built for and allows plain inserts, so a rotation or a setting made
 by another session sends the next call down the slow path, which looks again.
@@ -18,8 +21,8 @@ _tx_counts: dict[tuple[str, int], int] = {}  # (queue, txid) -> events, for queu
 
 QUEUE_STATE = (
     "SELECT queue_id, queue_data_pfx, queue_cur_table, queue_event_seq, queue_disable_insert, queue_per_tx_limit,"
-    " pg_catalog.current_setting('session_replication_role') = 'replica' AS replica"
-    " FROM pgq.queue WHERE queue_name = $1"
+    " pg_catalog.current_setting('session_replication_role') OPERATOR(pg_catalog.=) 'replica' AS replica"
+    " FROM pgq.queue WHERE queue_name OPERATOR(pg_catalog.=) $1"
 )
 
 
@@ -50,8 +53,8 @@ def insert_event(queue: str | None, *fields: str | None) -> int | None:
         _fast[queue] = (
             f"INSERT INTO {table} (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)"
             " SELECT pg_catalog.now(), $2, $3, $4, $5, $6, $7 FROM pgq.queue"
-            f" WHERE queue_name = $1 AND queue_id = {int(q['queue_id'])}"
-            f" AND queue_cur_table = {int(q['queue_cur_table'])}"
+            f" WHERE queue_name OPERATOR(pg_catalog.=) $1 AND queue_id OPERATOR(pg_catalog.=) {int(q['queue_id'])}"
+            f" AND queue_cur_table OPERATOR(pg_catalog.=) {int(q['queue_cur_table'])}"
             " AND NOT queue_disable_insert AND queue_per_tx_limit IS NULL RETURNING ev_id"
         )
     return insert_raw(table, q["queue_event_seq"], None, None, None, None, *fields)

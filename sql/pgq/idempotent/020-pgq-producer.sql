@@ -2,6 +2,8 @@
 -- (every name qualified) around one Python call, which runs one cached INSERT.
 
 -- Internal: insert one event into the queue's current table; its ev_id, or NULL when the queue refuses it.
+-- No SET clause and not SECURITY DEFINER: it runs inside pgq.insert_event, which is both
+-- (one search_path switch per event, not two); its SQL names and operators are qualified.
 CREATE OR REPLACE FUNCTION pgq._pg_mq_insert_event(
     queue_name text,
     ev_type text,
@@ -13,8 +15,6 @@ CREATE OR REPLACE FUNCTION pgq._pg_mq_insert_event(
 )
 RETURNS bigint
 LANGUAGE plpython3u
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
 return pgmq.pgq.producer.insert_event(queue_name, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)
@@ -64,20 +64,14 @@ $$;
 COMMENT ON FUNCTION pgq.insert_event(text, text, text, text, text, text, text) IS
 'Insert an event with ev_type, ev_data and ev_extra1..4 into queue queue_name; returns its ev_id. Visible to consumers after commit and the next tick.';
 
--- Insert an event (type, data) into the queue; returns its ev_id.
+-- Insert an event (type, data) into the queue; returns its ev_id. One expression,
+-- no SET clause: PostgreSQL inlines it into the caller's query (PgQ's own 3-argument
+-- form also calls the 7-argument one).
 CREATE OR REPLACE FUNCTION pgq.insert_event(queue_name text, ev_type text, ev_data text)
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE sql
 AS $$
-DECLARE
-    id bigint;
-BEGIN
-    id := pgq._pg_mq_insert_event(queue_name, ev_type, ev_data, NULL, NULL, NULL, NULL);
-    IF id IS NULL THEN
-        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem(queue_name);
-    END IF;
-    RETURN id;
-END
+SELECT pgq.insert_event(queue_name, ev_type, ev_data, NULL, NULL, NULL, NULL)
 $$;
 COMMENT ON FUNCTION pgq.insert_event(text, text, text) IS
 'Insert an event with ev_type and ev_data into queue queue_name; returns its ev_id.';
