@@ -189,6 +189,42 @@ def test_rotation_under_a_slow_consumer_loses_nothing_and_reclaims_space(pgq: ps
     assert rows < len(sent), f"rotation reclaimed nothing: {rows} rows (cur_table was {switches_before})"
 
 
+def test_insert_event_follows_rotation_and_the_queue_rules(
+    pgq: psycopg.Connection, pgq_connect: Callable[..., psycopg.Connection]
+) -> None:
+    pgq.execute("SELECT pgq.create_queue('q')")
+    pgq.execute("SELECT pgq.set_queue_config('q', 'rotation_period', '0')")
+    ev = pgq.execute("SELECT pgq.insert_event('q', 't', 'first')").fetchone()[0]
+    assert pgq.execute("SELECT ev_id FROM pgq.event_1_0").fetchall() == [(ev,)]
+    rotate(pgq)
+    assert pgq.execute("SELECT pgq.current_event_table('q')").fetchone()[0] == "pgq.event_1_1"
+    ev = pgq.execute("SELECT pgq.insert_event('q', 't', 'second', 'a', 'b', 'c', 'd')").fetchone()[0]
+    row = pgq.execute("SELECT ev_id, ev_data, ev_extra1, ev_extra4 FROM pgq.event_1_1").fetchall()
+    assert row == [(ev, "second", "a", "d")]
+    # A queue made later, and one dropped: the generated INSERTs follow.
+    pgq.execute("SELECT pgq.create_queue('r')")
+    assert pgq.execute("SELECT pgq.insert_event('r', 't', 'x')").fetchone()[0] == 1
+    pgq.execute("SELECT pgq.drop_queue('r')")
+    fails(pgq, "SELECT pgq.insert_event('r', 't', 'x')", sqlstate="P0001", match="^No such queue$")
+    # queue_disable_insert: refused, except to a replica's apply session.
+    pgq.execute("UPDATE pgq.queue SET queue_disable_insert = true")
+    fails(pgq, "SELECT pgq.insert_event('q', 't', 'x')", sqlstate="P0001", match="^Insert into queue disallowed$")
+    fails(pgq, "SELECT pgq.current_event_table('q')", sqlstate="P0001", match="^Writing to queue disabled$")
+    replica = pgq_connect()
+    replica.execute("SET session_replication_role = replica")
+    assert replica.execute("SELECT pgq.insert_event('q', 't', 'replicated')").fetchone()[0] is not None
+    # queue_per_tx_limit: PgQ's C check, per transaction.
+    pgq.execute("UPDATE pgq.queue SET queue_disable_insert = false, queue_per_tx_limit = 2")
+    with pgq.transaction():
+        pgq.execute("SELECT pgq.insert_event('q', 't', '1')")
+        pgq.execute("SELECT pgq.insert_event('q', 't', '2')")
+        with pytest.raises(psycopg.Error) as info:
+            pgq.execute("SELECT pgq.insert_event('q', 't', '3')")
+        assert info.value.diag.message_primary == "Queue 'q' allows max 2 events from one TX"
+        raise psycopg.Rollback
+    pgq.execute("SELECT pgq.insert_event('q', 't', 'next transaction')")
+
+
 def test_ticker_max_count_max_lag_and_idle_period(pgq: psycopg.Connection) -> None:
     pgq.execute("SELECT pgq.create_queue('q')")
     pgq.execute("SELECT pgq.set_queue_config('q', 'ticker_max_count', '5')")

@@ -34,6 +34,7 @@ READER = {
 WRITER = {
     "pgq.insert_event(text,text,text)", "pgq.insert_event(text,text,text,text,text,text,text)",
     "pgq._pg_mq_insert_event(text,text,text,text,text,text,text)", "pgq._pg_mq_insert_problem(text)",
+    "pgq._pg_mq_insert_static(integer,integer,text,text,text,text,text,text)",
     "pgq.current_event_table(text)", "pgq._pg_mq_current_event_table(text)",
 }  # fmt: skip
 ADMIN = {
@@ -44,7 +45,8 @@ ADMIN = {
     "pgq._pg_mq_maint_rotate_tables_step1(text)", "pgq.maint_rotate_tables_step2()", "pgq.maint_tables_to_vacuum()",
     "pgq.maint_operations()", "pgq.upgrade_schema()", "pgq.grant_perms(text)", "pgq._pg_mq_grant_perms(text)",
     "pgq._grant_perms_from(text,text,text,text)", "pgq.tune_storage(text)", "pgq.seq_setval(text,bigint)",
-    "pgq.create_queue(text)", "pgq._pg_mq_create_queue(text)", "pgq.drop_queue(text,boolean)",
+    "pgq.create_queue(text)", "pgq._pg_mq_create_queue(text)", "pgq._pg_mq_rebuild_insert()",
+    "pgq.drop_queue(text,boolean)",
     "pgq.drop_queue(text)", "pgq._pg_mq_drop_queue(text,boolean)", "pgq.set_queue_config(text,text,text)",
     "pgq._pg_mq_set_queue_config(text,text,text)",
     "pgq.insert_event_raw(text,bigint,timestamp with time zone,integer,integer,text,text,text,text,text,text)",

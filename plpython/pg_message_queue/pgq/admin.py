@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _db
-from . import ticker
+from . import producer, ticker
 from .common import fail, one, quote_fqname, split_fqname
 
 # set_queue_config's parameters and the SQL type of their column.
@@ -56,6 +56,7 @@ def create_queue(name: str | None) -> int:
     grant_perms(name)
     ticker.tick(name)
     tune_storage(name)
+    producer.rebuild_insert()
     return 1
 
 
@@ -84,6 +85,7 @@ def drop_queue(name: str | None, force: bool | None) -> int:
     _db.ddl(f"DROP SEQUENCE {quote_fqname(q['queue_event_seq'])}")
     _db.run("DELETE FROM pgq.queue WHERE queue_name = $1", ("text",), (name,))
     _db.forget(q["queue_data_pfx"])
+    producer.rebuild_insert()
     return 1
 
 

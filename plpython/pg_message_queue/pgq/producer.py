@@ -74,6 +74,46 @@ def insert_raw(
     return rows[0]["ev_id"]
 
 
+STATIC_HEAD = """CREATE OR REPLACE FUNCTION pgq._pg_mq_insert_static(
+    i_queue_id integer, i_table integer, ev_type text, ev_data text,
+    ev_extra1 text, ev_extra2 text, ev_extra3 text, ev_extra4 text
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $static$
+DECLARE
+    id bigint;
+BEGIN
+"""
+
+
+def rebuild_insert() -> int:
+    """Write insert_event's executor: one static INSERT per event table of every queue
+    (PL/pgSQL plans each once per backend, where Python would run every INSERT in a
+    subtransaction of its own). Table names come from queue ids: nothing a user chose."""
+    _db.ddl("LOCK TABLE pgq.queue IN SHARE ROW EXCLUSIVE MODE")  # one rebuild at a time
+    queues = _db.run("SELECT queue_id, queue_data_pfx, queue_ntables FROM pgq.queue ORDER BY queue_id")
+    body = [STATIC_HEAD]
+    for n, q in enumerate(queues):
+        body.append(f"    {'IF' if n == 0 else 'ELSIF'} i_queue_id = {int(q['queue_id'])} THEN\n")
+        for i in range(int(q["queue_ntables"])):
+            table = quote_fqname(f"{q['queue_data_pfx']}_{i}")
+            body.append(
+                f"        {'IF' if i == 0 else 'ELSIF'} i_table = {i} THEN\n"
+                f"            INSERT INTO {table}\n"
+                "                (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)\n"
+                "            VALUES (pg_catalog.now(), $3, $4, $5, $6, $7, $8) RETURNING ev_id INTO id;\n"
+                "            RETURN id;\n"
+            )
+        body.append("        END IF;\n")
+    if queues:
+        body.append("    END IF;\n")
+    body.append("    RETURN NULL;\nEND\n$static$")
+    _db.ddl("".join(body))
+    return len(queues)
+
+
 def _count_in_tx(queue: str, limit: int) -> bool:
     txid = int(_db.run("SELECT pg_catalog.txid_current() AS t")[0]["t"])
     for key in [k for k in _tx_counts if k[1] != txid]:
