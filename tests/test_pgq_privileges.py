@@ -34,7 +34,6 @@ READER = {
 WRITER = {
     "pgq.insert_event(text,text,text)", "pgq.insert_event(text,text,text,text,text,text,text)",
     "pgq._pg_mq_insert_event(text,text,text,text,text,text,text)", "pgq._pg_mq_insert_problem(text)",
-    "pgq._pg_mq_insert_static(integer,integer,text,text,text,text,text,text)",
     "pgq.current_event_table(text)", "pgq._pg_mq_current_event_table(text)",
 }  # fmt: skip
 ADMIN = {
