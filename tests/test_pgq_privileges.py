@@ -15,6 +15,7 @@ from helpers import as_role, fails
 PUBLIC = {
     "pgq.seq_getval(text)", "pgq.get_queue_info()", "pgq.get_queue_info(text)", "pgq.get_consumer_info()",
     "pgq.get_consumer_info(text)", "pgq.get_consumer_info(text,text)", "pgq.quote_fqname(text)", "pgq.version()",
+    "pgq._pg_mq_reraise(text,text)",
 }  # fmt: skip
 READER = {
     "pgq.batch_event_sql(bigint)", "pgq._pg_mq_batch_event_sql(bigint)", "pgq.batch_event_tables(bigint)",

@@ -286,6 +286,8 @@ def batch_cursor_sql(batch_id: int | None, cursor: str, extra_where: str | None)
 def event_retry(batch_id: int | None, event_id: int | None, retry_time: Any) -> int:
     """Put one event of the batch in the retry queue for this consumer alone: 1, or 0
     when it is already there."""
+    if not one("SELECT 1 FROM pgq.subscription WHERE sub_batch = $1", ("int8",), (batch_id,)):
+        fail("event not found")  # PgQ's join finds no subscription before it reads the batch
     sql = batch_event_sql(batch_id)
     rows = _db.run_once(
         "INSERT INTO pgq.retry_queue (ev_retry_after, ev_queue, ev_id, ev_time, ev_txid, ev_owner, ev_retry,"

@@ -98,7 +98,7 @@ INSERT_EVENT_TAIL = """    END IF;
         id := pgq._pg_mq_insert_event($1, $2, $3, $4, $5, $6, $7);
     END IF;
     IF id IS NULL THEN
-        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem($1);
+        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem($1), ERRCODE = 'XX000';
     END IF;
     RETURN id;
 END

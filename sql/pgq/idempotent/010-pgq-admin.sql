@@ -1,3 +1,17 @@
+-- Raise an error again as PgQ would: the same SQLSTATE, the message without the
+-- "pg_message_queue: " PL/Python puts before errors raised in or through Python.
+CREATE OR REPLACE FUNCTION pgq._pg_mq_reraise(i_sqlstate text, i_message text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING MESSAGE = regexp_replace(i_message, '^pg_message_queue: ', ''), ERRCODE = i_sqlstate;
+END
+$$;
+COMMENT ON FUNCTION pgq._pg_mq_reraise(text, text) IS
+'Internal: raise i_message (without PL/Python''s prefix) with SQLSTATE i_sqlstate.';
+
 -- PgQ's queue administration: create, drop, settings, grants, storage, version.
 -- Public functions are PL/pgSQL over a Python internal (pgq._pg_mq_*): the
 -- wrapper gives PgQ's errors PgQ's exact text; SECURITY DEFINER where PgQ has it.
@@ -28,9 +42,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_create_queue(i_queue_name);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.create_queue(text) IS
@@ -64,9 +78,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_drop_queue(x_queue_name, x_force);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.drop_queue(text, bool) IS
@@ -83,9 +97,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_drop_queue(x_queue_name, false);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.drop_queue(text) IS
@@ -121,9 +135,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_set_queue_config(x_queue_name, x_param_name, x_param_value);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.set_queue_config(text, text, text) IS
@@ -155,9 +169,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_grant_perms(x_queue_name);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.grant_perms(text) IS

@@ -58,7 +58,7 @@ BEGIN
     -- INSERT per event table (producer.rebuild_insert): Python's rules alone.
     id := pgq._pg_mq_insert_event($1, $2, $3, $4, $5, $6, $7);
     IF id IS NULL THEN
-        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem($1);
+        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem($1), ERRCODE = 'XX000';
     END IF;
     RETURN id;
 END
@@ -143,7 +143,7 @@ BEGIN
         queue_name, ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4
     );
     IF id IS NULL THEN
-        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem(queue_name);
+        RAISE EXCEPTION USING MESSAGE = pgq._pg_mq_insert_problem(queue_name), ERRCODE = 'XX000';
     END IF;
     RETURN id;
 END
@@ -175,9 +175,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_current_event_table(x_queue_name);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.current_event_table(text) IS

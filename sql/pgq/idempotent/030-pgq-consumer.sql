@@ -30,9 +30,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_register_consumer_at(x_queue_name, x_consumer_name, x_tick_pos);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.register_consumer_at(text, text, bigint) IS
@@ -50,9 +50,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_register_consumer_at(x_queue_name, x_consumer_id, NULL);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.register_consumer(text, text) IS
@@ -121,9 +121,9 @@ AS $$
 BEGIN
     SELECT * INTO batch_id, cur_tick_id, prev_tick_id, cur_tick_time, prev_tick_time, cur_tick_event_seq, prev_tick_event_seq FROM pgq._pg_mq_next_batch_custom(i_queue_name, i_consumer_name, i_min_lag, i_min_count, i_min_interval);
     RETURN;
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.next_batch_custom(text, text, interval, int4, interval) IS
@@ -206,9 +206,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_batch_event_sql(x_batch_id);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.batch_event_sql(bigint) IS
@@ -236,8 +236,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY SELECT * FROM pgq._pg_mq_batch_event_tables(x_batch_id);
-EXCEPTION WHEN raise_exception THEN
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.batch_event_tables(bigint) IS
@@ -313,8 +313,8 @@ BEGIN
     END IF;
     BEGIN
         declare_sql := pgq._pg_mq_batch_cursor_sql(i_batch_id, i_cursor_name, i_extra_where);
-    EXCEPTION WHEN raise_exception THEN
-        RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
     END;
     EXECUTE declare_sql;
     IF i_quick_limit <= 0 THEN
@@ -381,9 +381,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_event_retry(x_batch_id, x_event_id, x_retry_time);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.event_retry(bigint, bigint, timestamptz) IS
@@ -404,9 +404,9 @@ BEGIN
     RETURN pgq._pg_mq_event_retry(
         x_batch_id, x_event_id, current_timestamp + (x_retry_seconds::text || ' seconds')::interval
     );
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.event_retry(bigint, bigint, integer) IS
@@ -440,9 +440,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_batch_retry(i_batch_id, i_retry_seconds);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.batch_retry(bigint, integer) IS
@@ -511,9 +511,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_event_retry_raw(x_queue, x_consumer, x_retry_after, x_ev_id, x_ev_time, x_ev_retry, x_ev_type, x_ev_data, x_ev_extra1, x_ev_extra2, x_ev_extra3, x_ev_extra4);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.event_retry_raw(text, text, timestamptz, bigint, timestamptz, integer, text, text, text, text, text, text) IS

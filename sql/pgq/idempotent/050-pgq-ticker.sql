@@ -26,9 +26,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_ticker(i_queue_name);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.ticker(text) IS
@@ -66,9 +66,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_ticker_external(i_queue_name, i_tick_id, i_orig_timestamp, i_event_seq);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.ticker(text, bigint, timestamptz, bigint) IS
@@ -96,9 +96,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_ticker_all();
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.ticker() IS
@@ -139,9 +139,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_maint_retry_events();
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.maint_retry_events() IS
@@ -171,9 +171,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN pgq._pg_mq_maint_rotate_tables_step1(i_queue_name);
-EXCEPTION WHEN raise_exception THEN
-    -- PgQ's errors, raised by Python: its message without the prefix
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.regexp_replace(SQLERRM, '^pg_message_queue: ', '');
+EXCEPTION WHEN OTHERS THEN
+    -- PgQ's errors (and its statements') as PgQ gives them: no Python prefix
+    PERFORM pgq._pg_mq_reraise(SQLSTATE, SQLERRM);
 END
 $$;
 COMMENT ON FUNCTION pgq.maint_rotate_tables_step1(text) IS

@@ -8,6 +8,7 @@ GRANT USAGE ON SCHEMA pgq TO public;
 -- 1.public
 GRANT EXECUTE ON FUNCTION
 pgq.seq_getval(text),
+pgq._pg_mq_reraise(text, text),
 pgq.get_queue_info(),
 pgq.get_queue_info(text),
 pgq.get_consumer_info(),
