@@ -258,7 +258,8 @@ def test_ticker_max_count_max_lag_and_idle_period(pgq: psycopg.Connection) -> No
         # constraint errors of the statements inside come out as PgQ's do, without a prefix
         ("SELECT pgq.register_consumer('q', NULL)",
          '23502 null value in column "co_name" of relation "consumer" violates not-null constraint'),
-        ("SELECT pgq.set_queue_config('q', 'ticker_max_count', 'x')", '22P02 invalid input syntax for type integer: "x"'),
+        ("SELECT pgq.set_queue_config('q', 'ticker_max_count', 'x')",
+         '22P02 invalid input syntax for type integer: "x"'),
         # PgQ looks up the subscription first: an unknown or finished batch is "event not found"
         ("SELECT pgq.event_retry(999, 1, 0)", "event not found"),
         ("SELECT pgq.event_retry(NULL, 1, now())", "event not found"),
