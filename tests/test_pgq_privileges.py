@@ -165,3 +165,24 @@ def test_hostile_queue_and_consumer_names_are_data(pgq: psycopg.Connection) -> N
     batch = pgq.execute("SELECT pgq.next_batch(%s, %s)", (name, "c'); --")).fetchone()[0]
     assert [r[0] for r in pgq.execute("SELECT ev_data FROM pgq.get_batch_events(%s)", (batch,))] == ["x"]
     assert pgq.execute("SELECT pgq.current_event_table(%s)", (name,)).fetchone()[0] == "pgq.event_1_0"
+
+
+def test_insert_event_runs_none_of_the_callers_operators(
+    pgq: psycopg.Connection, login: Callable[[str | None], psycopg.Connection]
+) -> None:
+    # insert_event is SECURITY DEFINER without a SET clause (its hot path): an operator the
+    # caller puts first on its search_path must not run with the definer's rights.
+    pgq.execute("SELECT pgq.create_queue('q')")
+    writer = login("pgq_writer")
+    role = writer.execute("SELECT current_user").fetchone()[0]
+    pgq.execute(f"CREATE SCHEMA evil AUTHORIZATION {role}")
+    for types in ("integer, integer", "text, text"):
+        left, right = types.split(", ")
+        writer.execute(
+            f"CREATE FUNCTION evil.eq({types}) RETURNS boolean LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'hijacked by %', current_user; END$$"
+        )
+        writer.execute(f"CREATE OPERATOR evil.= (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = evil.eq)")
+    writer.execute("SET search_path = evil, pg_catalog, public")
+    assert writer.execute("SELECT pgq.insert_event('q', 't', 'x')").fetchone()[0] == 1
+    fails(writer, "SELECT pgq.insert_event('nope', 't', 'x')", sqlstate="XX000", match="^No such queue$")

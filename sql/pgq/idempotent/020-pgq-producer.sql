@@ -49,11 +49,11 @@ CREATE OR REPLACE FUNCTION pgq.insert_event(
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id bigint;
 BEGIN
+    -- No SET clause: every name is qualified (see producer.rebuild_insert).
     -- This body serves until _pg_mq_rebuild_insert (below) writes the one with a static
     -- INSERT per event table (producer.rebuild_insert): Python's rules alone.
     id := pgq._pg_mq_insert_event($1, $2, $3, $4, $5, $6, $7);
