@@ -356,3 +356,16 @@ def test_create_extension_refuses_an_existing_pgq_schema(db: psycopg.Connection)
     db.execute("DROP SCHEMA pgq CASCADE")
     db.execute("CREATE EXTENSION pg_message_queue_pgq")
     assert db.execute("SELECT pgq.version()").fetchone()[0] == "3.5"
+
+
+def test_drop_extension_refused_while_queues_exist_then_leaves_nothing(pgq: psycopg.Connection) -> None:
+    pgq.execute("SELECT pgq.create_queue('q')")
+    fails(pgq, "DROP EXTENSION pg_message_queue_pgq", sqlstate="2BP01", match="cannot drop")
+    pgq.execute("SELECT pgq.drop_queue('q')")
+    pgq.execute("DROP EXTENSION pg_message_queue_pgq")
+    left = pgq.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'pgq'::regnamespace").fetchone()[0]
+    assert left == 0  # the schema itself stays, empty (CREATE EXTENSION made it, not the script)
+    roles = pgq.execute("SELECT count(*) FROM pg_roles WHERE rolname IN ('pgq_reader', 'pgq_writer', 'pgq_admin')")
+    assert roles.fetchone()[0] == 3  # cluster-wide, other databases may use them
+    pgq.execute("CREATE EXTENSION pg_message_queue_pgq")  # and it comes back
+    assert pgq.execute("SELECT pgq.create_queue('q')").fetchone()[0] == 1

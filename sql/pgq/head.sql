@@ -1,7 +1,7 @@
 -- Run first by every install and upgrade script of pg_message_queue_pgq.
 -- Schema pgq is PgQ's: one made by the real pgq extension (or by hand) is not taken
--- over. CREATE EXTENSION made the schema in this very transaction when it was missing;
--- an older one, or one holding anything, belongs to someone else.
+-- over. An empty one is used (CREATE EXTENSION makes it when missing, and DROP EXTENSION
+-- leaves it, empty, behind); one holding anything belongs to someone else.
 DO $pgq$
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgq') THEN
@@ -13,15 +13,15 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = to_regclass('pgq._pg_mq_migration'))
         AND (
             EXISTS (
-                SELECT FROM pg_catalog.pg_namespace
-                WHERE nspname = 'pgq' AND xmin::text::bigint <> (pg_catalog.pg_current_xact_id()::text::bigint % 4294967296)
-            )
-            OR EXISTS (
                 SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid
                 WHERE n.nspname = 'pgq'
             )
             OR EXISTS (
                 SELECT FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON p.pronamespace = n.oid
+                WHERE n.nspname = 'pgq'
+            )
+            OR EXISTS (
+                SELECT FROM pg_catalog.pg_type AS t JOIN pg_catalog.pg_namespace AS n ON t.typnamespace = n.oid
                 WHERE n.nspname = 'pgq'
             )
         ) THEN
