@@ -369,3 +369,27 @@ def test_drop_extension_refused_while_queues_exist_then_leaves_nothing(pgq: psyc
     assert roles.fetchone()[0] == 3  # cluster-wide, other databases may use them
     pgq.execute("CREATE EXTENSION pg_message_queue_pgq")  # and it comes back
     assert pgq.execute("SELECT pgq.create_queue('q')").fetchone()[0] == 1
+
+
+def test_external_ticks_and_a_retry_into_a_disabled_queue(pgq: psycopg.Connection) -> None:
+    pgq.execute("SELECT pgq.create_queue('q')")
+    pgq.execute("SELECT pgq.register_consumer('q', 'c')")
+    pgq.execute("SELECT pgq.set_queue_config('q', 'external_ticker', 'true')")
+    assert pgq.execute("SELECT pgq.ticker('q', 100, now(), 5000)").fetchone()[0] == 100
+    fails(pgq, "SELECT pgq.ticker('q')", sqlstate="P0001", match="^This queue has external tick source.$")
+    assert pgq.execute("SELECT pgq.ticker()").fetchone()[0] == 0  # not ours to tick
+    seqs = pgq.execute(
+        "SELECT pgq.seq_getval(queue_tick_seq), pgq.seq_getval(queue_event_seq) FROM pgq.queue"
+    ).fetchone()
+    assert seqs == (100, 5000)
+    batch = pgq.execute("SELECT pgq.next_batch('q', 'c')").fetchone()[0]
+    ev = pgq.execute("SELECT pgq.insert_event('q', 't', 'x')").fetchone()[0]
+    pgq.execute("SELECT pgq.finish_batch(%s)", (batch,))
+    pgq.execute("SELECT pgq.ticker('q', 101, now(), 6000)")
+    batch = pgq.execute("SELECT pgq.next_batch('q', 'c')").fetchone()[0]
+    pgq.execute("SELECT pgq.event_retry(%s, %s, 0)", (batch, ev))
+    pgq.execute("UPDATE pgq.queue SET queue_disable_insert = true")
+    # The retry cannot go back into a queue that takes no inserts: PgQ's error, and the
+    # retry stays in the retry queue.
+    fails(pgq, "SELECT pgq.maint_retry_events()", sqlstate="XX000", match="^Insert into queue disallowed$")
+    assert pgq.execute("SELECT count(*) FROM pgq.retry_queue").fetchone()[0] == 1

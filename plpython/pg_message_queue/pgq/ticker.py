@@ -137,7 +137,7 @@ def force_tick(queue: str | None) -> int | None:
 def maint_retry_events() -> int:
     """Move up to 10 due events from the retry queue back into their queue's current
     event table (owned by their consumer); how many moved."""
-    from .producer import insert_event_raw
+    from .producer import insert_event_raw, insert_problem
 
     _db.ddl("LOCK TABLE pgq.retry_queue IN SHARE UPDATE EXCLUSIVE MODE")
     rows = _db.run(
@@ -146,10 +146,11 @@ def maint_retry_events() -> int:
         " WHERE ev_retry_after <= CURRENT_TIMESTAMP AND queue_id = ev_queue ORDER BY ev_retry_after LIMIT 10"
     )
     for r in rows:
-        insert_event_raw(
+        if insert_event_raw(
             r["queue_name"], r["ev_id"], r["ev_time"], r["ev_owner"], r["ev_retry"],
             r["ev_type"], r["ev_data"], r["ev_extra1"], r["ev_extra2"], r["ev_extra3"], r["ev_extra4"],
-        )  # fmt: skip
+        ) is None:  # fmt: skip
+            _db.fail("XX000", insert_problem(r["queue_name"]))  # PgQ's C insert_event_raw refuses it so
         _db.run(
             "DELETE FROM pgq.retry_queue WHERE ev_owner = $1 AND ev_id = $2",
             ("int4", "int8"),
