@@ -4,19 +4,27 @@
 #   make soak    load run with an audit (SOAK_ARGS="--minutes 2"; not part of make test)
 #   make install | lint | bench | bench-pgq | stop | clean
 
-EXTENSION   = pg_message_queue
-EXT_VERSION:= $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+MAIN_EXT    = pg_message_queue
+# PGXS installs both control files; the PgQ companion (schema pgq) requires the core.
+EXTENSION   = $(MAIN_EXT) pg_message_queue_pgq
+EXT_VERSION:= $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" pg_message_queue.control)
 PG_MAJOR    = 15
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) pg_config)
 # Where the Python package lives, one folder per version (see docs/architecture.md).
-PYLIBDIR   ?= /usr/local/lib/$(EXTENSION)
+PYLIBDIR   ?= /usr/local/lib/$(MAIN_EXT)
 SERVER_PY  ?= /usr/bin/python3
 # The install script and one upgrade script per earlier release (sql/releases.json),
 # built from sql/head.sql, sql/incremental/ (run once) and sql/idempotent/ (re-run).
-BUILD_SQL   = python3 tools/build_sql.py --extension $(EXTENSION) --version $(EXT_VERSION) \
+BUILD_SQL   = python3 tools/build_sql.py --extension $(MAIN_EXT) --version $(EXT_VERSION) \
               --libdir $(PYLIBDIR)/$(EXT_VERSION) --parts sql --out build
 SCRIPTS     = $(addprefix build/,$(shell $(BUILD_SQL) --list))
-DATA_built  = $(SCRIPTS)
+# The PgQ companion: same package and version, its own parts and migration record.
+PGQ_EXT     = pg_message_queue_pgq
+BUILD_PGQ   = python3 tools/build_sql.py --extension $(PGQ_EXT) --version $(EXT_VERSION) \
+              --libdir $(PYLIBDIR)/$(EXT_VERSION) --parts sql/pgq --out build \
+              --migration-table pgq._pg_mq_migration
+PGQ_SCRIPTS = $(addprefix build/,$(shell $(BUILD_PGQ) --list))
+DATA_built  = $(SCRIPTS) $(PGQ_SCRIPTS)
 EXTRA_CLEAN = build
 SQL_PARTS   = sql/head.sql sql/releases.json $(wildcard sql/incremental/*.sql sql/idempotent/*.sql)
 
@@ -39,26 +47,30 @@ endif
 
 .PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-read bench-xmin unit soak
 
-$(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
+$(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) pg_message_queue.control
 	$(BUILD_SQL)
+
+PGQ_PARTS   = sql/pgq/head.sql $(wildcard sql/pgq/incremental/*.sql sql/pgq/idempotent/*.sql)
+$(PGQ_SCRIPTS) &: tools/build_sql.py $(PGQ_PARTS) $(PGQ_EXT).control
+	$(BUILD_PGQ)
 
 # Earlier releases' install scripts and Python packages, from git history, so the
 # upgrade tests can install a release and update it (never the control file). The
 # original pg_message_queue 0.2.1 is a test fixture of its schema (tests/fixtures/).
 install-prior:
-	@python3 tools/releases.py $(EXTENSION) | \
+	@python3 tools/releases.py $(MAIN_EXT) | \
 	while read v c fixture; do \
 	    if [ "$$c" = "-" ]; then \
-	        $(SUDO) install -m 644 $$fixture $(DESTDIR)$(datadir)/extension/$(EXTENSION)--$$v.sql || exit 1; \
+	        $(SUDO) install -m 644 $$fixture $(DESTDIR)$(datadir)/extension/$(MAIN_EXT)--$$v.sql || exit 1; \
 	        if [ -f $${fixture%.sql}.control ]; then \
 	            $(SUDO) install -m 644 $${fixture%.sql}.control $(DESTDIR)$(datadir)/extension/ || exit 1; fi; \
 	        continue; \
 	    fi; \
 	    d=build/prior/$$v; rm -rf $$d; mkdir -p $$d; \
 	    git archive $$c | tar -x -C $$d || { echo "install-prior: commit $$c of release $$v is not in this clone's history" >&2; exit 1; }; \
-	    $(MAKE) --no-print-directory -s -C $$d build/$(EXTENSION)--$$v.sql PYLIBDIR=$(PYLIBDIR) && \
+	    $(MAKE) --no-print-directory -s -C $$d build/$(MAIN_EXT)--$$v.sql PYLIBDIR=$(PYLIBDIR) && \
 	    $(SUDO) $(MAKE) --no-print-directory -s -C $$d install-python PYLIBDIR=$(PYLIBDIR) && \
-	    $(SUDO) install -m 644 $$d/build/$(EXTENSION)--$$v.sql $(DESTDIR)$(datadir)/extension/ || exit 1; \
+	    $(SUDO) install -m 644 $$d/build/$(MAIN_EXT)--$$v.sql $(DESTDIR)$(datadir)/extension/ || exit 1; \
 	done
 
 # The package and its pinned server-side dependencies, for the server's Python.
@@ -68,7 +80,7 @@ install-python:
 	$(SUDO) mkdir -p $(PYLIBDIR)/$(EXT_VERSION).new
 	$(SUDO) $(SERVER_PY) -m pip install --quiet --no-deps --no-compile --disable-pip-version-check \
 	    --target $(PYLIBDIR)/$(EXT_VERSION).new -r requirements-server.txt
-	$(SUDO) cp -r plpython/$(EXTENSION) $(PYLIBDIR)/$(EXT_VERSION).new/
+	$(SUDO) cp -r plpython/$(MAIN_EXT) $(PYLIBDIR)/$(EXT_VERSION).new/
 	$(SUDO) find $(PYLIBDIR)/$(EXT_VERSION).new -name __pycache__ -prune -exec rm -rf {} +
 	$(SUDO) rm -rf $(PYLIBDIR)/$(EXT_VERSION)
 	$(SUDO) mv $(PYLIBDIR)/$(EXT_VERSION).new $(PYLIBDIR)/$(EXT_VERSION)

@@ -119,6 +119,49 @@ def dsn(pg_server: Server, template: str) -> Iterator[str]:
     pg_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+PGQ_TEMPLATE = "pgmq_pgq_template"
+
+
+@pytest.fixture(scope="session")
+def pgq_template(pg_server: Server, template: str) -> str:
+    """The template with the PgQ companion as well (both extensions in one database)."""
+    pg_server.admin(f"DROP DATABASE IF EXISTS {PGQ_TEMPLATE}")
+    pg_server.admin(f"CREATE DATABASE {PGQ_TEMPLATE} TEMPLATE {template}")
+    with psycopg.connect(pg_server.dsn_for(PGQ_TEMPLATE), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_message_queue_pgq")
+    return PGQ_TEMPLATE
+
+
+@pytest.fixture
+def pgq_dsn(pg_server: Server, pgq_template: str) -> Iterator[str]:
+    """A fresh database with pg_message_queue and pg_message_queue_pgq, for this test alone."""
+    name = f"t{next(_counter)}"
+    pg_server.admin(f"CREATE DATABASE {name} TEMPLATE {pgq_template}")
+    yield pg_server.dsn_for(name)
+    pg_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pgq_connect(pgq_dsn: str) -> Iterator[Callable[..., psycopg.Connection]]:
+    """Open connections to the test's PgQ database; all closed afterwards."""
+    opened: list[psycopg.Connection] = []
+
+    def _connect(autocommit: bool = True, **kwargs: object) -> psycopg.Connection:
+        conn = psycopg.connect(pgq_dsn, autocommit=autocommit, **kwargs)
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def pgq(pgq_connect: Callable[..., psycopg.Connection]) -> psycopg.Connection:
+    """An autocommit superuser connection to a database with both extensions."""
+    return pgq_connect()
+
+
 @pytest.fixture
 def connect(dsn: str) -> Iterator[Callable[..., psycopg.Connection]]:
     """Open extra connections to the test's database; all closed afterwards."""

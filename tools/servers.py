@@ -371,7 +371,8 @@ def start(base: Path) -> None:
     if not exists.strip():
         pg.psql(f'CREATE DATABASE "{DBNAME}"')
     pg.psql("CREATE EXTENSION IF NOT EXISTS pg_message_queue CASCADE", DBNAME)
-    print(f"PostgreSQL 15 with pg_message_queue is running (data in {pg.data}).")
+    pg.psql("CREATE EXTENSION IF NOT EXISTS pg_message_queue_pgq", DBNAME)
+    print(f"PostgreSQL 15 with pg_message_queue and pg_message_queue_pgq is running (data in {pg.data}).")
     print("Connect with:")
     print(f'  psql "{pg.dsn(DBNAME)}"')
     rabbit = RabbitMQ(base / "rabbitmq")

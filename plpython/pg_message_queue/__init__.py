@@ -16,8 +16,7 @@ __version__ = "1.0.0"
 
 _MODULES = (
     "_db", "amqp", "amqp_link", "bridge", "bridge_format", "bridge_map", "configure", "events", "grants", "leases",
-    "messages", "names", "payload_types",
-    "queues", "settings", "upkeep",
+    "messages", "names", "payload_types", "pgq", "queues", "settings", "upkeep",
 )  # fmt: skip
 
 

@@ -93,6 +93,14 @@ def run(sql: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> An
         raise _clean(exc) from None
 
 
+def run_once(sql: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> Any:
+    """Execute ``sql`` once, without caching its plan (a text that will not come again)."""
+    try:
+        return plpy.execute(plpy.prepare(sql, list(types)), list(args))
+    except plpy.SPIError as exc:
+        raise _clean(exc) from None
+
+
 _seconds: dict[str, float] = cache({})
 
 
