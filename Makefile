@@ -17,14 +17,14 @@ SERVER_PY  ?= /usr/bin/python3
 # built from sql/head.sql, sql/incremental/ (run once) and sql/idempotent/ (re-run).
 BUILD_SQL   = python3 tools/build_sql.py --extension $(MAIN_EXT) --version $(EXT_VERSION) \
               --libdir $(PYLIBDIR)/$(EXT_VERSION) --parts sql --out build
-SCRIPTS     = $(addprefix build/,$(shell $(BUILD_SQL) --list))
+CORE_SCRIPTS = $(addprefix build/,$(shell $(BUILD_SQL) --list))
 # The PgQ companion: same package and version, its own parts and migration record.
 PGQ_EXT     = pg_message_queue_pgq
 BUILD_PGQ   = python3 tools/build_sql.py --extension $(PGQ_EXT) --version $(EXT_VERSION) \
               --libdir $(PYLIBDIR)/$(EXT_VERSION) --parts sql/pgq --out build \
               --migration-table pgq._pg_mq_migration
 PGQ_SCRIPTS = $(addprefix build/,$(shell $(BUILD_PGQ) --list))
-DATA_built  = $(SCRIPTS) $(PGQ_SCRIPTS)
+DATA_built  = $(CORE_SCRIPTS) $(PGQ_SCRIPTS)
 EXTRA_CLEAN = build
 SQL_PARTS   = sql/head.sql sql/releases.json $(wildcard sql/incremental/*.sql sql/idempotent/*.sql)
 
@@ -47,7 +47,7 @@ endif
 
 .PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-read bench-xmin unit soak
 
-$(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) pg_message_queue.control
+$(CORE_SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) pg_message_queue.control
 	$(BUILD_SQL)
 
 PGQ_PARTS   = sql/pgq/head.sql $(wildcard sql/pgq/incremental/*.sql sql/pgq/idempotent/*.sql)

@@ -99,3 +99,21 @@ def test_a_prelude_runs_the_released_part_itself_not_a_copy(tmp_path):
     upgrade = _build(parts).script("0.2.1")
     prelude = upgrade[upgrade.index("ALTER TABLE t RENAME") : upgrade.index("run-once parts 0.2.1 already contained")]
     assert "CREATE TABLE t (a int);" in prelude and "#PART" not in prelude
+
+
+def test_make_install_puts_scripts_only_in_the_extension_directory():
+    """PGXS installs $(SCRIPTS) into the server's bin directory: the Makefile must not
+    call its list of extension scripts that (it once did, and every .sql landed in bin/)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pg_config") is None and not Path("/usr/lib/postgresql/15/bin/pg_config").exists():
+        raise AssertionError("pg_config is missing: run `make deps` (make test does)")
+    dry = subprocess.run(["make", "-n", "install"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    bindir = subprocess.run(
+        [str(Path("/usr/lib/postgresql/15/bin/pg_config")), "--bindir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    installs = [line for line in dry.splitlines() if "install" in line and ".sql" in line]
+    assert installs, dry
+    assert not [line for line in installs if bindir in line], installs
+    assert all("/extension" in line for line in installs), installs
