@@ -72,6 +72,7 @@ QUEUE_ADMIN = {
     "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
     "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
     "pg_mq_unwatch(regclass,text)",
+    "pg_mq_watch_snapshot(regclass,text,integer)",
     "pg_mq_create_queue(text,text)",
     "pg_mq_drop_queue(text,boolean)",
     "pg_mq_purge_queue(text)",

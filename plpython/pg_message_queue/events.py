@@ -45,15 +45,15 @@ def _caller_may(sql: str, args: tuple[Any, ...], types: tuple[str, ...]) -> bool
     return bool(_db.run(sql, types, args)[0]["ok"])
 
 
-def _table(table: str | None) -> dict[str, Any]:
-    """The watched table (a regclass in its text form), checked: it exists, is a table,
-    and the caller owns it."""
+def _table(table: str | None, watching: bool = False) -> dict[str, Any]:
+    """The watched table (a regclass in its text form), checked: it exists, is a table
+    (when ``watching``: not partitioned, not a partition), and the caller owns it."""
     if table is None:
         _db.fail("22004", "table must not be NULL")
     rows = _db.run(
         "SELECT c.relkind::text AS kind, c.oid::pg_catalog.regclass::text AS name, c.oid::pg_catalog.int8 AS oid,"
         " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
-        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS owner"
+        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS owner, c.relispartition AS part"
         " FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
         ("text",),
         (table,),
@@ -68,6 +68,16 @@ def _table(table: str | None) -> dict[str, Any]:
             "42501",
             f"only the owner of table {row['name']} (or a superuser) may watch it",
             hint="Ask its owner to run the watch.",
+        )
+    if watching and (row["kind"] == "p" or row["part"]):
+        # A statement trigger fires only for the table a statement names: on the parent it
+        # misses writes into a partition, on a partition those through the parent.
+        _db.fail(
+            "0A000",
+            f"{row['name']} is {'a partitioned table' if row['kind'] == 'p' else 'a partition'};"
+            " partitioned tables cannot be watched yet",
+            hint="A statement-level trigger would miss the rows written through the "
+            + ("partitions directly." if row["kind"] == "p" else "partitioned parent."),
         )
     return row
 
@@ -193,7 +203,7 @@ def watch(
     routing_key: str | None = None,
 ) -> int:
     """Create or replace the watch of ``relid`` to ``target``; returns its watch_id."""
-    table = _table(table_name)
+    table = _table(table_name, watching=True)
     name, relid = table["name"], int(table["oid"])
     ops = _operations(operations)
     if payload not in SHAPES:
@@ -329,6 +339,33 @@ def unwatch(table_name: str | None, target: str | None) -> int:
     return len(rows)
 
 
+def watches_into(channel: str) -> list[dict[str, Any]]:
+    """The watches whose target is queue ``channel``: watch_id and table (text)."""
+    return list(
+        _db.run(
+            "SELECT watch_id, relid::pg_catalog.regclass::text AS tbl,"
+            " EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relid) AS present"
+            f" FROM {_db.schema()}.pg_mq_watch WHERE kind = 'queue' AND target = $1 ORDER BY watch_id",
+            ("text",),
+            (channel,),
+        )
+    )
+
+
+def remove_watch(watch_id: int) -> None:
+    """Remove one watch and its triggers (its queue is being dropped)."""
+    rows = _db.run(
+        f"DELETE FROM {_db.schema()}.pg_mq_watch WHERE watch_id = $1"
+        " RETURNING relid::pg_catalog.regclass::text AS tbl,"
+        " EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relid) AS present",
+        ("int8",),
+        (watch_id,),
+    )
+    for row in rows:
+        if row["present"]:
+            _drop_triggers(watch_id, row["tbl"])
+
+
 # ---- fire time ----------------------------------------------------------------------------
 
 _seq: dict[str, Any] = {"txid": None, "n": 0}  # events numbered per transaction
@@ -351,93 +388,151 @@ def _object(alias: str, names: list[str], kind: str = "json") -> str:
 
 
 def _head(op: str, alias: str, extra: str = "", context: bool = False) -> str:
-    """The event as json: its fixed members, then ``extra`` (more name, value pairs)."""
+    """The event as json: its fixed members, then ``extra`` (more name, value pairs);
+    ``op`` is an SQL expression (a literal, or a column)."""
     return (
-        f"pg_catalog.json_build_object('event_id', $2 || ':' || {alias}.seq, 'op', {_db.literal(op)},"
+        f"pg_catalog.json_build_object('event_id', $2 || ':' || {alias}.seq, 'op', {op},"
         f" 'schema', $3, 'table', $4, 'txid', $2, 'seq', {alias}.seq, 'ts', $6, 'pk', {alias}.pk{extra}"
         + (", 'context', $5" if context else "")
         + ")"
     )
 
 
-def _events_sql(op: str, watch: dict[str, Any], cols: list[dict[str, Any]], context: bool) -> str:
-    """SQL of the events of one statement: columns seq, pk (json) and event (json).
+def _key_names(watch: dict[str, Any], cols: list[dict[str, Any]]) -> list[str]:
+    """The columns identifying a row: key_columns, else the primary key (trusted types only)."""
+    trusted = [c["name"] for c in cols if type_problem(int(c["type"])) is None]
+    keys = watch["key_columns"] or [
+        c["name"] for c in sorted((c for c in cols if c["pk"] is not None), key=lambda c: c["pk"])
+    ]
+    return [k for k in keys if k in trusted]
+
+
+def _events_sql(
+    op: str, watch: dict[str, Any], cols: list[dict[str, Any]], context: bool, source: str | None = None
+) -> str:
+    """SQL of the events of one statement: columns seq, pk (json), op (text) and event (json).
 
     Parameters: $1 first seq - 1, $2 txid, $3 schema, $4 table, $5 context (jsonb, used
     when ``context``), $6 the time (ISO 8601 text), all the same for the whole statement.
+    ``source`` (for op READ) is the relation the rows come from, in order, aliased x.
     """
     trusted = [c["name"] for c in cols if type_problem(int(c["type"])) is None]
-    given_keys = watch["key_columns"]
-    keys = given_keys or [c["name"] for c in sorted((c for c in cols if c["pk"] is not None), key=lambda c: c["pk"])]
-    keys = [k for k in keys if k in trusted]
+    keys = _key_names(watch, cols)
     ignore = set(watch["ignore_columns"] or ())
     include = watch["columns"]
     shown = [n for n in trusted if (include is None or n in include) and n not in ignore]
     pk = _object("x", keys) if keys else "NULL::pg_catalog.json"
     row = watch["payload"] == "row"
+    lit = _db.literal(op)
     if op == "TRUNCATE":
         return (
-            f"SELECT e.seq, e.pk, {_head(op, 'e', context=context)} AS event"
+            f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {_head(lit, 'e', context=context)} AS event"
             " FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.json AS pk) AS e"
         )
-    if op in ("INSERT", "DELETE"):
-        source = NEW if op == "INSERT" else OLD
+    if op in ("INSERT", "DELETE", "READ"):
+        source = source or (f"{NEW} AS x" if op == "INSERT" else f"{OLD} AS x")
         inner = (
             f"SELECT $1 + pg_catalog.row_number() OVER () AS seq, {pk} AS pk"
             + (f", {_object('x', shown)} AS r" if row else "")
-            + f" FROM {source} AS x"
+            + f" FROM {source}"
         )
-        event = _head(op, "e", ", 'row', e.r" if row else "", context)
-        return f"SELECT e.seq, e.pk, {event} AS event FROM ({inner}) AS e"
-    # UPDATE: the old and new transition tables hold the rows in the same order.
-    # Values are compared as jsonb (built-in equality, never a type's own operator).
+        event = _head(lit, "e", ", 'row', e.r" if row else "", context)
+        return f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {event} AS event FROM ({inner}) AS e"
+    return _update_sql(watch, trusted, keys, shown, pk, context)
+
+
+def _update_sql(
+    watch: dict[str, Any], trusted: list[str], keys: list[str], shown: list[str], pk: str, context: bool
+) -> str:
+    """UPDATE: old and new rows paired by key (the n-th old row of a key with the n-th new
+    row of the same key). A key that only the old rows have was changed away: a DELETE
+    event; one only the new rows have: an INSERT event; both with "key_changed": true.
+    DELETEs come first, then the rest in the order of the new rows. A table without key
+    pairs the rows in the order the transition tables hold them.
+    Values are compared as jsonb (built-in equality, never a type's own operator)."""
+    ignore = set(watch["ignore_columns"] or ())
+    row = watch["payload"] == "row"
     compared = [n for n in trusted if n not in ignore]
     cmp = ", ".join(_db.literal(n) for n in compared)
     names = f"ARRAY[{cmp}]::pg_catalog.text[]" if compared else "'{}'::pg_catalog.text[]"
-    pairs = (
-        f"SELECT n.i, n.pk, n.j AS nj, o.j AS oj, ARRAY(SELECT u.c FROM pg_catalog.unnest({names})"
-        " WITH ORDINALITY AS u(c, k) WHERE (n.j -> u.c) IS DISTINCT FROM (o.j -> u.c) ORDER BY u.k) AS changed"
-        f" FROM (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {_object('x', compared, 'jsonb')} AS j"
-        f" FROM {NEW} AS x) AS n"
-        f" JOIN (SELECT pg_catalog.row_number() OVER () AS i, {_object('x', compared, 'jsonb')} AS j"
-        f" FROM {OLD} AS x) AS o ON o.i = n.i"
+    j = _object("x", compared, "jsonb")
+    kj = _object("x", keys, "jsonb") if keys else "NULL::pg_catalog.jsonb"
+    sides = (
+        f"n AS (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {kj} AS kj, {j} AS j FROM {NEW} AS x),"
+        f" o AS (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {kj} AS kj, {j} AS j FROM {OLD} AS x),"
     )
-    where = " WHERE pg_catalog.cardinality(p.changed) > 0" if ignore else ""
+    if keys:
+        pairs = (
+            "n2 AS (SELECT n.*, pg_catalog.row_number() OVER (PARTITION BY n.kj ORDER BY n.i) AS d FROM n),"
+            " o2 AS (SELECT o.*, pg_catalog.row_number() OVER (PARTITION BY o.kj ORDER BY o.i) AS d FROM o),"
+            " q AS (SELECT n2.i AS ni, o2.i AS oi, n2.pk AS npk, o2.pk AS opk, n2.j AS nj, o2.j AS oj"
+            " FROM n2 FULL JOIN o2 ON o2.kj = n2.kj AND o2.d = n2.d),"
+        )
+    else:
+        pairs = (
+            "q AS (SELECT n.i AS ni, o.i AS oi, n.pk AS npk, o.pk AS opk, n.j AS nj, o.j AS oj"
+            " FROM n JOIN o ON o.i = n.i),"
+        )
+    changed = (
+        f"c AS (SELECT q.*, CASE WHEN q.ni IS NOT NULL AND q.oi IS NOT NULL THEN ARRAY(SELECT u.c FROM"
+        f" pg_catalog.unnest({names}) WITH ORDINALITY AS u(c, k) WHERE (q.nj -> u.c) IS DISTINCT FROM (q.oj -> u.c)"
+        " ORDER BY u.k) END AS changed FROM q),"
+    )
+    where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
+    numbered = (
+        "p AS (SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq,"
+        f" c.* FROM c{where})"
+    )
     hidden = [n for n in compared if n not in shown]
     minus = f" - ARRAY[{', '.join(_db.literal(n) for n in hidden)}]::pg_catalog.text[]" if hidden else ""
-    inner = (
-        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY p.i) AS seq, p.pk, p.changed"
-        + (
-            f", (p.nj{minus}) AS r,"
-            " COALESCE((SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
-            f" WHERE c = ANY(ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[])),"
-            " '{}') AS old"
-            if row
-            else ""
-        )
-        + f" FROM ({pairs}) AS p{where}"
+    shown_arr = f"ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[]"
+    old = (
+        "COALESCE((SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
+        f" WHERE c = ANY({shown_arr})), '{{}}')"
     )
-    extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
-    return f"SELECT e.seq, e.pk, {_head(op, 'e', extra, context)} AS event FROM ({inner}) AS e"
+    upd_extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
+    moved_extra = (", 'row', e.r" if row else "") + ", 'key_changed', true"
+    update = (
+        f"SELECT e.seq, e.pk, 'UPDATE'::pg_catalog.text AS op, {_head(_db.literal('UPDATE'), 'e', upd_extra, context)}"
+        f" AS event FROM (SELECT p.seq, p.npk AS pk, p.changed"
+        + (f", (p.nj{minus}) AS r, {old} AS old" if row else "")
+        + " FROM p WHERE p.ni IS NOT NULL AND p.oi IS NOT NULL) AS e"
+    )
+    deleted = (
+        f"SELECT e.seq, e.pk, 'DELETE'::pg_catalog.text, {_head(_db.literal('DELETE'), 'e', moved_extra, context)}"
+        f" FROM (SELECT p.seq, p.opk AS pk"
+        + (f", (p.oj{minus}) AS r" if row else "")
+        + " FROM p WHERE p.ni IS NULL) AS e"
+    )
+    inserted = (
+        f"SELECT e.seq, e.pk, 'INSERT'::pg_catalog.text, {_head(_db.literal('INSERT'), 'e', moved_extra, context)}"
+        f" FROM (SELECT p.seq, p.npk AS pk"
+        + (f", (p.nj{minus}) AS r" if row else "")
+        + " FROM p WHERE p.oi IS NULL) AS e"
+    )
+    body = update + (f" UNION ALL {deleted} UNION ALL {inserted}" if keys else "")
+    return f"WITH {sides} {pairs} {changed} {numbered} {body}"
 
 
-def _send_sql(
-    watch: dict[str, Any], op: str, events: str, context: bool
-) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
-    """The statement sending the events, its extra parameter types and values ($7 on)."""
+def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
+    """The statement sending the events, its extra parameter types and values ($7 to $9)."""
     kind = watch["kind"]
+    routing = (
+        "pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3), '{table}', $4),"
+        " '{op}', pg_catalog.lower(%s.op))"
+    )
     if kind == "notify":
         # Under 8000 bytes as it is; else the keys only (no row, old), marked truncated;
         # else not even the key. The short forms are built only when needed.
-        keys = _head(op, "s", ", 'truncated', true", context)
-        bare = _head(op, "s", ", 'truncated', true", context).replace(", 'pk', s.pk", "")
+        keys = _head("s.op", "s", ", 'truncated', true", context)
+        bare = _head("s.op", "s", ", 'truncated', true", context).replace(", 'pk', s.pk", "")
         return (
             "SELECT pg_catalog.count(pg_catalog.pg_notify($7, CASE WHEN pg_catalog.octet_length(s.f) < 8000 THEN s.f"
             f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare}::text END"
             f" FROM (SELECT {keys}::text AS k) AS t) END)) AS n"
-            f" FROM (SELECT e.seq, e.pk, e.event::text AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
-            ("text",),
-            (watch["target"],),
+            f" FROM (SELECT e.seq, e.pk, e.op, e.event::text AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            ("text", "text", "text"),
+            (watch["target"], None, None),
         )
     if kind == "queue":
         queue = queues.find(watch["target"])
@@ -453,16 +548,15 @@ def _send_sql(
         return (
             f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event{cast}"
             f" FROM ({events}) AS e ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
-            (),
-            (),
+            ("text", "text", "text"),
+            (None, None, None),
         )
     broker, exchange = watch["target"].split("/", 1)
     if watch.get("by_hand"):  # the caller's rights: through amqp.publish, which checks and flags
         return (
-            "SELECT pg_catalog.count(amqp.publish($7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace("
-            f"$9, '{{schema}}', $3), '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), s.event::text, 2,"
+            f"SELECT pg_catalog.count(amqp.publish($7, $8, {routing % 's'}, s.event::text, 2,"
             " 'application/json', message_id => $2 || ':' || s.seq)) AS n"
-            f" FROM (SELECT e.seq, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
             ("int4", "text", "text"),
             (int(broker), exchange, watch["routing_key"]),
         )
@@ -474,8 +568,7 @@ def _send_sql(
         " FROM amqp.broker AS br WHERE br.broker_id = $7),"
         " i AS (INSERT INTO amqp.outbox (broker_id, exchange, routing_key, message, delivery_mode, content_type,"
         " message_id, mandatory, strict)"
-        " SELECT $7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3),"
-        f" '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), e.event::text, 2, 'application/json',"
+        f" SELECT $7, $8, {routing % 'e'}, e.event::text, 2, 'application/json',"
         " $2 || ':' || e.seq, b.m, b.s"
         f" FROM ({events}) AS e, b ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
         ("int4", "text", "text"),
@@ -578,40 +671,246 @@ def fire(td: dict[str, Any]) -> None:
     _emit(td, watch, relid)
 
 
+_NOW = (
+    "SELECT pg_catalog.pg_current_xact_id()::text AS txid,"
+    " pg_catalog.to_jsonb(pg_catalog.clock_timestamp()) #>> '{}' AS ts,"
+    " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx,"
+    " pg_catalog.current_setting('pg_mq.suppress_events', true) AS quiet"
+)
+_ON = ("on", "true", "yes", "1", "t", "y", "tr", "tru", "ye")
+_OFF = ("", "off", "false", "no", "0", "f", "n", "of", "fa", "fal", "fals")
+
+
+def _suppressed(setting: str | None, relid: int) -> bool:
+    """Whether pg_mq.suppress_events = on applies to this statement: only when the session's
+    login role may watch the table (its owner or a superuser); any other writer's setting is
+    ignored with a WARNING, so no writer can hide its changes from the table's consumers."""
+    value = (setting or "").strip().lower()
+    if value in _OFF:
+        return False
+    if value not in _ON:
+        _db.warn(f"pg_message_queue: pg_mq.suppress_events = {setting!r} is not a boolean; events sent")
+        return False
+    allowed = _db.run(
+        "SELECT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER), false)"
+        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS ok"
+        " FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        ("oid",),
+        (relid,),
+    )
+    if allowed and allowed[0]["ok"]:
+        return True
+    _db.warn(
+        "pg_message_queue: pg_mq.suppress_events is honoured only for the table's owner or a superuser; events sent"
+    )
+    return False
+
+
 def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
     op = td["event"]
+    now = _db.run(_NOW)[0]
+    if now["quiet"] and _suppressed(now["quiet"], relid):
+        return
     cols = columns(relid)
     for col in cols:
         problem = type_problem(int(col["type"]))
         if problem is not None:
             _db.warn(f'pg_message_queue: column "{col["name"]}" is left out of events: {problem}')
-    now = _db.run(
-        "SELECT pg_catalog.pg_current_xact_id()::text AS txid,"
-        " pg_catalog.to_jsonb(pg_catalog.clock_timestamp()) #>> '{}' AS ts,"
-        " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx"
-    )[0]
+    _send(watch, op, cols, now, td["table_schema"], td["table_name"])
+
+
+def _send(
+    watch: dict[str, Any],
+    op: str,
+    cols: list[dict[str, Any]],
+    now: dict[str, Any],
+    schema: str,
+    table: str,
+    source: str | None = None,
+    more: tuple[Any, ...] = (),
+) -> int:
+    """Build and send the events; returns how many were sent. ``source`` and ``more``
+    (text parameters from $10 on) are the snapshot's rows."""
     context = _context(now["ctx"])
     has_context = context != "{}"
-    sent = _send_sql(watch, op, _events_sql(op, watch, cols, has_context), has_context)
+    sent = _send_sql(watch, _events_sql(op, watch, cols, has_context, source), has_context)
     if sent is None:
-        return
+        return 0
     sql, types, extra = sent
     if _seq["txid"] != now["txid"]:
         _seq.update(txid=now["txid"], n=0)
     try:
         result = _db.run(
             sql,
-            ("int8", "text", "text", "text", "jsonb", "text", *types),
-            (_seq["n"], now["txid"], td["table_schema"], td["table_name"], context, now["ts"], *extra),
+            ("int8", "text", "text", "text", "jsonb", "text", *types, *("text",) * len(more)),
+            (_seq["n"], now["txid"], schema, table, context, now["ts"], *extra, *more),
         )
     except _db.SPIError as exc:
         # The target changed under the watch (a queue dropped in between, ...): the
         # user's statement goes on (each plpy.execute is its own subtransaction).
-        if _db.must_propagate(exc) or watch.get("by_hand"):
+        if _db.must_propagate(exc) or watch.get("by_hand") or source is not None:
             raise
         _db.warn(f"pg_message_queue: watch {watch['watch_id']}: {_db.message(exc)}; no events")
-        return
-    _seq["n"] += int(result[0]["n"])
+        return 0
+    n = int(result[0]["n"])
+    _seq["n"] += n
+    return n
+
+
+# ---- snapshot -----------------------------------------------------------------------------
+
+MAX_BATCH = 1_000_000
+
+_KEY_TYPE = """
+WITH RECURSIVE d(t, depth) AS (
+    SELECT $1::pg_catalog.oid, 0
+    UNION ALL
+    SELECT ty.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype = 'd'
+)
+SELECT ty.oid::pg_catalog.int8 AS oid, ty.typtype::text AS kind, pg_catalog.format_type(ty.oid, NULL) AS sql
+FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t ORDER BY d.depth DESC LIMIT 1
+"""
+
+
+def _key_type(name: str, type_oid: int, table: str) -> str:
+    """The SQL type a key column is compared as (its domain's base type), checked: ordering
+    it runs only built-in code (a superuser's types throughout, or an enum)."""
+    base = _db.run(_KEY_TYPE, ("oid",), (type_oid,))[0]
+    settled = _db.run(_JSON_CODE, ("oid",), (int(base["oid"]),))[0]["settled"]
+    if not settled and base["kind"] != "e":
+        _db.fail(
+            "42501",
+            f'key column "{name}" of table {table} has type {base["sql"]}, whose ordering may run a non-superuser\'s'
+            " code; a snapshot cannot page through it",
+            hint="Watch with key_columns of built-in types.",
+        )
+    return str(base["sql"])
+
+
+def _after(keys: list[tuple[str, bool, str]], first: int) -> str:
+    """SQL: the row x comes after the key given as text parameters $first, $first+1, ...
+    in the order (each key column ascending, NULLs last). Built-in operators only."""
+    params = [f"${first + i}::pg_catalog.text::{t}" for i, (_e, _n, t) in enumerate(keys)]
+    if not any(nullable for _e, nullable, _t in keys):
+        if len(keys) == 1:
+            return f"{keys[0][0]} OPERATOR(pg_catalog.>) {params[0]}"
+        return f"ROW({', '.join(e for e, _n, _t in keys)}) OPERATOR(pg_catalog.>) ROW({', '.join(params)})"
+    ors = []
+    for i, (expr, _nullable, _t) in enumerate(keys):
+        same = [f"{keys[j][0]} IS NOT DISTINCT FROM {params[j]}" for j in range(i)]
+        p = f"${first + i}"
+        later = f"({p} IS NOT NULL AND ({expr} IS NULL OR {expr} OPERATOR(pg_catalog.>) {params[i]}))"
+        ors.append("(" + " AND ".join([*same, later]) + ")")
+    return "(" + " OR ".join(ors) + ")"
+
+
+def snapshot(table_name: str | None, target: str | None, batch_size: int | None) -> int:
+    """Send op READ events for the rows already in the table, in key order, to the target of
+    one of its watches, batch_size rows per statement (keyset pagination); returns how many."""
+    table = _table(table_name)
+    name, relid = table["name"], int(table["oid"])
+    if batch_size is None:
+        _db.fail("22004", "batch_size must not be NULL")
+    if not 1 <= batch_size <= MAX_BATCH:
+        _db.fail("22023", f"batch_size must be between 1 and {MAX_BATCH}, not {batch_size}")
+    rows = _db.run(
+        "SELECT watch_id, relid::pg_catalog.int8 AS relid, kind, target, routing_key, payload, columns,"
+        f" ignore_columns, key_columns FROM {_db.schema()}.pg_mq_watch WHERE relid = $1"
+        " AND ($2::text IS NULL OR target = $2 OR (kind = 'amqp' AND pg_catalog.split_part(target, '/', 2) = $2))"
+        " ORDER BY watch_id",
+        ("oid", "text"),
+        (relid, target),
+    )
+    if not rows:
+        _db.fail(
+            "42704",
+            f"table {name} has no watch" + (f" to {target!r}" if target is not None else ""),
+            hint="A snapshot goes to a watch's target: watch the table first (pg_mq_watch_notify/_queue/_amqp).",
+        )
+    if len(rows) > 1:
+        _db.fail(
+            "22023",
+            f"table {name} has {len(rows)} watches; name the target of the snapshot",
+            hint="pg_mq_watch_snapshot(table, target => '...'): a channel, queue or exchange of pg_mq_watches.",
+        )
+    watch = dict(rows[0])
+    if watch["kind"] == "queue":
+        queue = queues.find(watch["target"])
+        if queue is None or not queues.table_exists(queue):
+            _db.fail("42P01", f'queue "{watch["target"]}" of the watch of table {name} does not exist')
+    cols = columns(relid)
+    by_name = {c["name"]: c for c in cols}
+    keys = _key_names(watch, cols)
+    if not keys:
+        _db.fail(
+            "22023",
+            f"table {name} has no primary key and its watch no key_columns: a snapshot has no order to page by",
+            hint="Watch it again with key_columns => ARRAY['...'].",
+        )
+    nullable = {
+        r["name"]
+        for r in _db.run(
+            "SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0"
+            " AND NOT a.attisdropped AND NOT a.attnotnull",
+            ("oid",),
+            (relid,),
+        )
+    }
+    order = [(f"x.{_db.ident(k)}", k in nullable, _key_type(k, int(by_name[k]["type"]), name)) for k in keys]
+    if watch["key_columns"]:  # not known to be unique: the row's place breaks ties
+        order.append(("x.ctid", False, "pg_catalog.tid"))
+    sort = ", ".join(f"{e} USING OPERATOR(pg_catalog.<)" + (" NULLS LAST" if n else "") for e, n, _t in order)
+    texts = ", ".join(f"{e}::pg_catalog.text AS k{i}" for i, (e, _n, _t) in enumerate(order))
+    width = len(order)
+    # $1.. $width: the last key sent (all NULL before the first batch, with a flag)
+    bound_sql = (
+        f"SELECT {texts} FROM {name} AS x WHERE $%d OR {_after(order, 1)} ORDER BY {sort} OFFSET $%d LIMIT 1"
+        % (width + 1, width + 2)
+    )
+    bound_types = (*("text",) * width, "bool", "int8")
+    now = _db.run(_NOW)[0]
+    meta = _db.run(
+        "SELECT n.nspname::text AS s, c.relname::text AS t FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        ("oid",),
+        (relid,),
+    )[0]
+    # the batch: after $10.. (unless $10+2w is true: the first), not after $10+w.. (unless the last)
+    lo, hi = 10, 10 + width
+    flags = 10 + 2 * width
+    source = (
+        f"(SELECT * FROM {name} AS x WHERE (${flags}::pg_catalog.text::pg_catalog.bool OR {_after(order, lo)})"
+        f" AND (${flags + 1}::pg_catalog.text::pg_catalog.bool OR NOT {_after(order, hi)})"
+        f" ORDER BY {sort}) AS x"
+    )
+    last: list[str | None] = [None] * width
+    first = True
+    total = 0
+    while True:
+        try:
+            found = _db.run(bound_sql, bound_types, (*last, first, batch_size - 1))
+        except _db.SPIError as exc:
+            if exc.sqlstate == "42883":
+                _db.fail(
+                    "42883",
+                    f"the key of table {name} ({', '.join(keys)}) has a type without built-in ordering:"
+                    f" {_db.message(exc)}",
+                )
+            raise
+        upper = [found[0][f"k{i}"] for i in range(width)] if found else [None] * width
+        total += _send(
+            watch,
+            "READ",
+            cols,
+            now,
+            meta["s"],
+            meta["t"],
+            source,
+            (*last, *upper, "t" if first else "f", "f" if found else "t"),
+        )
+        if not found:
+            return total
+        last, first = upper, False
 
 
 def _context(text: str | None) -> str:

@@ -107,6 +107,23 @@ $python$;
 COMMENT ON FUNCTION pg_mq_unwatch(regclass, text) IS
 'Stop watching in_table: remove its watches (only those to target, a channel, queue or exchange, when given) and their triggers. Returns how many were removed.';
 
+-- Send the rows already in a watched table as op READ events, in key order.
+CREATE OR REPLACE FUNCTION pg_mq_watch_snapshot(
+    in_table regclass,
+    target text DEFAULT null,
+    batch_size integer DEFAULT 1000
+)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.events.snapshot(in_table, target, batch_size)
+$python$;
+COMMENT ON FUNCTION pg_mq_watch_snapshot(regclass, text, integer) IS
+'Send one op "READ" event per row already in in_table, in key order, to the target of its watch (target names it when the table has several), batch_size rows per statement (keyset pagination on the key). Only the table''s owner may. Returns how many events were sent.';
+
 -- What is watched, and where to.
 CREATE OR REPLACE VIEW pg_mq_watches AS
 SELECT
