@@ -2,7 +2,7 @@
 #   make run     private PostgreSQL (+ RabbitMQ) under .run/ with the extension
 #   make test    install what is missing, lint, run every test
 #   make soak    load run with an audit (SOAK_ARGS="--minutes 2"; not part of make test)
-#   make install | lint | bench | stop | clean
+#   make install | lint | bench | bench-events | stop | clean
 
 EXTENSION   = pg_message_queue
 EXT_VERSION:= $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -35,7 +35,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench bench-read bench-xmin unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench bench-events bench-read bench-xmin unit soak
 
 $(SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) $(EXTENSION).control
 	$(BUILD_SQL)
@@ -114,6 +114,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)
+	$(PY) tools/bench_events.py $(BENCH_EVENTS_ARGS)
+
+# Change events only: BENCH_EVENTS_ARGS="--rounds 5 --explain"
+bench-events: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/bench_events.py $(BENCH_EVENTS_ARGS)
 
 # Load run with an audit (not part of make test): SOAK_ARGS="--minutes 2"
 soak: deps

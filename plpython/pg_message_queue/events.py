@@ -87,7 +87,14 @@ def columns(relid: int) -> list[dict[str, Any]]:
     return list(
         _db.run(
             "SELECT a.attname::text AS name, a.atttypid::pg_catalog.int8 AS type,"
-            " pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum) AS pk"
+            " pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum) AS pk,"
+            # a built-in type with a default btree operator class and a deterministic
+            # collation: its = is a true equality, and comparing with it is cheap
+            " a.atttypid < 16384 AND EXISTS (SELECT FROM pg_catalog.pg_opclass oc"
+            " JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'"
+            " WHERE oc.opcdefault AND oc.opcintype = a.atttypid)"
+            " AND COALESCE((SELECT co.collisdeterministic FROM pg_catalog.pg_collation co"
+            " WHERE co.oid = a.attcollation), true) AS native"
             " FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_index i"
             " ON i.indrelid = a.attrelid AND i.indisprimary"
             " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -374,12 +381,17 @@ CHUNK = 50  # jsonb_build_object takes at most 100 arguments
 
 def _object(alias: str, names: list[str], kind: str = "json") -> str:
     """A JSON object of ``alias``'s columns ``names`` (json keeps their order; jsonb for comparing)."""
-    if not names:
+    return _object_of([(n, f"{alias}.{_db.ident(n)}") for n in names], kind)
+
+
+def _object_of(pairs: list[tuple[str, str]], kind: str = "json") -> str:
+    """A JSON object of (name, SQL expression) pairs."""
+    if not pairs:
         return f"'{{}}'::pg_catalog.{kind}"
     parts = []
-    for i in range(0, len(names), CHUNK):
-        pairs = ", ".join(f"{_db.literal(n)}, {alias}.{_db.ident(n)}" for n in names[i : i + CHUNK])
-        parts.append(f"pg_catalog.{kind}_build_object({pairs})")
+    for i in range(0, len(pairs), CHUNK):
+        args = ", ".join(f"{_db.literal(n)}, {e}" for n, e in pairs[i : i + CHUNK])
+        parts.append(f"pg_catalog.{kind}_build_object({args})")
     if len(parts) == 1:
         return parts[0]
     if kind == "json":  # json has no ||: join the chunks as jsonb, then back
@@ -438,80 +450,95 @@ def _events_sql(
         )
         event = _head(lit, "e", ", 'row', e.r" if row else "", context)
         return f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {event} AS event FROM ({inner}) AS e"
-    return _update_sql(watch, trusted, keys, shown, pk, context)
+    return _update_sql(watch, cols, keys, context)
 
 
-def _update_sql(
-    watch: dict[str, Any], trusted: list[str], keys: list[str], shown: list[str], pk: str, context: bool
-) -> str:
+def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[str], context: bool) -> str:
     """UPDATE: old and new rows paired by key (the n-th old row of a key with the n-th new
     row of the same key). A key that only the old rows have was changed away: a DELETE
     event; one only the new rows have: an INSERT event; both with "key_changed": true.
     DELETEs come first, then the rest in the order of the new rows. A table without key
     pairs the rows in the order the transition tables hold them.
-    Values are compared as jsonb (built-in equality, never a type's own operator)."""
+
+    Values are compared with = for built-in types that have a default btree operator class
+    (and a deterministic collation), else as jsonb: never a type's own operator."""
     ignore = set(watch["ignore_columns"] or ())
+    include = watch["columns"]
     row = watch["payload"] == "row"
-    compared = [n for n in trusted if n not in ignore]
-    cmp = ", ".join(_db.literal(n) for n in compared)
-    names = f"ARRAY[{cmp}]::pg_catalog.text[]" if compared else "'{}'::pg_catalog.text[]"
-    j = _object("x", compared, "jsonb")
-    kj = _object("x", keys, "jsonb") if keys else "NULL::pg_catalog.jsonb"
+    trusted = [c for c in cols if type_problem(int(c["type"])) is None]
+    pos = {c["name"]: i for i, c in enumerate(trusted)}
+    compared = [c for c in trusted if c["name"] not in ignore]
+    shown = [c["name"] for c in compared if include is None or c["name"] in include]
+    carried = ", ".join(f"x.{_db.ident(c['name'])} AS c{i}" for i, c in enumerate(trusted))
+    carried = f", {carried}" if carried else ""
+    given = bool(watch["key_columns"])
+    kj = f", {_object('x', keys, 'jsonb')} AS kj" if given else ""
     sides = (
-        f"n AS (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {kj} AS kj, {j} AS j FROM {NEW} AS x),"
-        f" o AS (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {kj} AS kj, {j} AS j FROM {OLD} AS x),"
+        f"n AS (SELECT pg_catalog.row_number() OVER () AS i{kj}{carried} FROM {NEW} AS x),"
+        f" o AS (SELECT pg_catalog.row_number() OVER () AS i{kj}{carried} FROM {OLD} AS x),"
     )
-    if keys:
-        pairs = (
-            "n2 AS (SELECT n.*, pg_catalog.row_number() OVER (PARTITION BY n.kj ORDER BY n.i) AS d FROM n),"
+    both = ", ".join(f"n.c{i} AS n{i}, o.c{i} AS o{i}" for i in range(len(trusted)))
+    both = f", {both}" if both else ""
+    if given:  # not known to be unique nor comparable: jsonb, and the n-th of each key
+        sides += (
+            " n2 AS (SELECT n.*, pg_catalog.row_number() OVER (PARTITION BY n.kj ORDER BY n.i) AS d FROM n),"
             " o2 AS (SELECT o.*, pg_catalog.row_number() OVER (PARTITION BY o.kj ORDER BY o.i) AS d FROM o),"
-            " q AS (SELECT n2.i AS ni, o2.i AS oi, n2.pk AS npk, o2.pk AS opk, n2.j AS nj, o2.j AS oj"
-            " FROM n2 FULL JOIN o2 ON o2.kj = n2.kj AND o2.d = n2.d),"
         )
+        join = "n2 AS n FULL JOIN o2 AS o ON o.kj = n.kj AND o.d = n.d"
+    elif keys:  # the primary key: unique, and = is its btree equality
+        join = "n FULL JOIN o ON " + " AND ".join(f"o.c{pos[k]} = n.c{pos[k]}" for k in keys)
     else:
-        pairs = (
-            "q AS (SELECT n.i AS ni, o.i AS oi, n.pk AS npk, o.pk AS opk, n.j AS nj, o.j AS oj"
-            " FROM n JOIN o ON o.i = n.i),"
-        )
-    changed = (
-        f"c AS (SELECT q.*, CASE WHEN q.ni IS NOT NULL AND q.oi IS NOT NULL THEN ARRAY(SELECT u.c FROM"
-        f" pg_catalog.unnest({names}) WITH ORDINALITY AS u(c, k) WHERE (q.nj -> u.c) IS DISTINCT FROM (q.oj -> u.c)"
-        " ORDER BY u.k) END AS changed FROM q),"
-    )
+        join = "n JOIN o ON o.i = n.i"
+    pairs = f"q AS (SELECT n.i AS ni, o.i AS oi{both} FROM {join}),"
+
+    def differs(c: dict[str, Any]) -> str:
+        i = pos[c["name"]]
+        if c["native"]:
+            return f"q.n{i} IS DISTINCT FROM q.o{i}"
+        return f"pg_catalog.to_jsonb(q.n{i}) IS DISTINCT FROM pg_catalog.to_jsonb(q.o{i})"
+
+    flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
+    changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)" if compared else "'{}'::pg_catalog.text[]"
     where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
     numbered = (
-        "p AS (SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq,"
+        f"c AS (SELECT q.*, {changed} AS changed FROM q),"
+        " p AS (SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq,"
         f" c.* FROM c{where})"
     )
-    hidden = [n for n in compared if n not in shown]
-    minus = f" - ARRAY[{', '.join(_db.literal(n) for n in hidden)}]::pg_catalog.text[]" if hidden else ""
-    shown_arr = f"ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[]"
-    old = (
-        "COALESCE((SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
-        f" WHERE c = ANY({shown_arr})), '{{}}')"
+
+    def obj(side: str, names: list[str]) -> str:
+        return _object_of([(n, f"p.{side}{pos[n]}") for n in names])
+
+    npk = obj("n", keys) if keys else "NULL::pg_catalog.json"
+    opk = obj("o", keys) if keys else "NULL::pg_catalog.json"
+    old = " || ".join(
+        f"CASE WHEN {_db.literal(n)} = ANY(p.changed) THEN pg_catalog.jsonb_build_object({_db.literal(n)}, p.o{pos[n]})"
+        " ELSE '{}'::pg_catalog.jsonb END"
+        for n in shown
     )
+    old = f"({old})" if old else "'{}'::pg_catalog.jsonb"
     upd_extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
     moved_extra = (", 'row', e.r" if row else "") + ", 'key_changed', true"
-    update = (
-        f"SELECT e.seq, e.pk, 'UPDATE'::pg_catalog.text AS op, {_head(_db.literal('UPDATE'), 'e', upd_extra, context)}"
-        f" AS event FROM (SELECT p.seq, p.npk AS pk, p.changed"
-        + (f", (p.nj{minus}) AS r, {old} AS old" if row else "")
-        + " FROM p WHERE p.ni IS NOT NULL AND p.oi IS NOT NULL) AS e"
+
+    def branch(op: str, pk: str, extra: str, cols_sql: str, where_sql: str) -> str:
+        return (
+            f"SELECT e.seq, e.pk, {_db.literal(op)}::pg_catalog.text AS op,"
+            f" {_head(_db.literal(op), 'e', extra, context)} AS event"
+            f" FROM (SELECT p.seq, {pk} AS pk{cols_sql} FROM p WHERE {where_sql}) AS e"
+        )
+
+    update = branch(
+        "UPDATE",
+        npk,
+        upd_extra,
+        ", p.changed" + (f", {obj('n', shown)} AS r, {old} AS old" if row else ""),
+        "p.ni IS NOT NULL AND p.oi IS NOT NULL",
     )
-    deleted = (
-        f"SELECT e.seq, e.pk, 'DELETE'::pg_catalog.text, {_head(_db.literal('DELETE'), 'e', moved_extra, context)}"
-        f" FROM (SELECT p.seq, p.opk AS pk"
-        + (f", (p.oj{minus}) AS r" if row else "")
-        + " FROM p WHERE p.ni IS NULL) AS e"
-    )
-    inserted = (
-        f"SELECT e.seq, e.pk, 'INSERT'::pg_catalog.text, {_head(_db.literal('INSERT'), 'e', moved_extra, context)}"
-        f" FROM (SELECT p.seq, p.npk AS pk"
-        + (f", (p.nj{minus}) AS r" if row else "")
-        + " FROM p WHERE p.oi IS NULL) AS e"
-    )
-    body = update + (f" UNION ALL {deleted} UNION ALL {inserted}" if keys else "")
-    return f"WITH {sides} {pairs} {changed} {numbered} {body}"
+    if not keys:
+        return f"WITH {sides} {pairs} {numbered} {update}"
+    deleted = branch("DELETE", opk, moved_extra, f", {obj('o', shown)} AS r" if row else "", "p.ni IS NULL")
+    inserted = branch("INSERT", npk, moved_extra, f", {obj('n', shown)} AS r" if row else "", "p.oi IS NULL")
+    return f"WITH {sides} {pairs} {numbered} {update} UNION ALL {deleted} UNION ALL {inserted}"
 
 
 def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
