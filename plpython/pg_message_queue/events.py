@@ -498,7 +498,9 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
         return f"pg_catalog.to_jsonb(q.n{i}) IS DISTINCT FROM pg_catalog.to_jsonb(q.o{i})"
 
     flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
-    changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)" if compared else "'{}'::pg_catalog.text[]"
+    changed = "'{}'::pg_catalog.text[]"
+    if compared:
+        changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
     where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
     numbered = (
         f"c AS (SELECT q.*, {changed} AS changed FROM q),"
