@@ -19,7 +19,6 @@ are left out of events (and refused at watch time).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from . import _db, queues
@@ -399,15 +398,23 @@ def _object_of(pairs: list[tuple[str, str]], kind: str = "json") -> str:
     return "(" + " || ".join(parts) + ")"
 
 
-def _head(op: str, alias: str, extra: str = "", context: bool = False) -> str:
-    """The event as json: its fixed members, then ``extra`` (more name, value pairs);
-    ``op`` is an SQL expression (a literal, or a column)."""
-    return (
-        f"pg_catalog.json_build_object('event_id', $2 || ':' || {alias}.seq, 'op', {op},"
-        f" 'schema', $3, 'table', $4, 'txid', $2, 'seq', {alias}.seq, 'ts', $6, 'pk', {alias}.pk{extra}"
-        + (", 'context', $5" if context else "")
-        + ")"
+def _head(op: str, alias: str, extra: list[tuple[str, str]] | None = None, context: bool = False) -> str:
+    """The event as JSON text, built by concatenation (cheaper than json_build_object; the
+    same text it would make): its fixed members, then ``extra`` (name, SQL of a JSON
+    value's text). ``op`` is an operation's name or an SQL expression of one (``x.op``).
+    $2 txid, $6 time, $10 and $11 the schema's and table's names as JSON strings."""
+    op_sql = op if op in (*OPERATIONS, "READ") else f"' || {op} || '"
+    head = (
+        f'\'{{"event_id" : "\' || $2 || \':\' || {alias}.seq || \'", "op" : "{op_sql}",'
+        f' "schema" : \' || $10 || \', "table" : \' || $11 || \', "txid" : "\' || $2 || \'",'
+        f' "seq" : \' || {alias}.seq || \', "ts" : "\' || $6 || \'"\''
     )
+    parts = [head, f"', \"pk\" : ' || COALESCE({alias}.pk::pg_catalog.text, 'null')"]
+    for name, value in extra or []:
+        parts.append(f"', \"{name}\" : ' || {value}")
+    if context:
+        parts.append("', \"context\" : ' || $5::pg_catalog.text")
+    return "(" + " || ".join(parts) + " || '}')"
 
 
 def _key_names(watch: dict[str, Any], cols: list[dict[str, Any]]) -> list[str]:
@@ -438,7 +445,7 @@ def _events_sql(
     lit = _db.literal(op)
     if op == "TRUNCATE":
         return (
-            f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {_head(lit, 'e', context=context)} AS event"
+            f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {_head(op, 'e', context=context)} AS event"
             " FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.json AS pk) AS e"
         )
     if op in ("INSERT", "DELETE", "READ"):
@@ -448,7 +455,7 @@ def _events_sql(
             + (f", {_object('x', shown)} AS r" if row else "")
             + f" FROM {source}"
         )
-        event = _head(lit, "e", ", 'row', e.r" if row else "", context)
+        event = _head(op, "e", [("row", "e.r::pg_catalog.text")] if row else [], context)
         return f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {event} AS event FROM ({inner}) AS e"
     return _update_sql(watch, cols, keys, context)
 
@@ -519,13 +526,15 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
         for n in shown
     )
     old = f"({old})" if old else "'{}'::pg_catalog.jsonb"
-    upd_extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
-    moved_extra = (", 'row', e.r" if row else "") + ", 'key_changed', true"
+    upd_extra = [("changed", "pg_catalog.to_json(e.changed)::pg_catalog.text")]
+    if row:
+        upd_extra += [("row", "e.r::pg_catalog.text"), ("old", "e.old::pg_catalog.text")]
+    moved_extra = ([("row", "e.r::pg_catalog.text")] if row else []) + [("key_changed", "'true'")]
 
-    def branch(op: str, pk: str, extra: str, cols_sql: str, where_sql: str) -> str:
+    def branch(op: str, pk: str, extra: list[tuple[str, str]], cols_sql: str, where_sql: str) -> str:
         return (
             f"SELECT e.seq, e.pk, {_db.literal(op)}::pg_catalog.text AS op,"
-            f" {_head(_db.literal(op), 'e', extra, context)} AS event"
+            f" {_head(op, 'e', extra, context)} AS event"
             f" FROM (SELECT p.seq, {pk} AS pk{cols_sql} FROM p WHERE {where_sql}) AS e"
         )
 
@@ -553,13 +562,13 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
     if kind == "notify":
         # Under 8000 bytes as it is; else the keys only (no row, old), marked truncated;
         # else not even the key. The short forms are built only when needed.
-        keys = _head("s.op", "s", ", 'truncated', true", context)
-        bare = _head("s.op", "s", ", 'truncated', true", context).replace(", 'pk', s.pk", "")
+        keys = _head("s.op", "s", [("truncated", "'true'")], context)
+        bare = keys.replace(""" || ', "pk" : ' || COALESCE(s.pk::pg_catalog.text, 'null')""", "")
         return (
             "SELECT pg_catalog.count(pg_catalog.pg_notify($7, CASE WHEN pg_catalog.octet_length(s.f) < 8000 THEN s.f"
-            f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare}::text END"
-            f" FROM (SELECT {keys}::text AS k) AS t) END)) AS n"
-            f" FROM (SELECT e.seq, e.pk, e.op, e.event::text AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare} END"
+            f" FROM (SELECT {keys} AS k) AS t) END)) AS n"
+            f" FROM (SELECT e.seq, e.pk, e.op, e.event AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
             ("text", "text", "text"),
             (watch["target"], None, None),
         )
@@ -570,10 +579,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
                 f'pg_message_queue: watch {watch["watch_id"]}: queue "{watch["target"]}" does not exist; no events'
             )
             return None
-        if queue.type_sql == "jsonb":  # built as jsonb at once: no json text to parse again
-            events = events.replace("pg_catalog.json_build_object", "pg_catalog.jsonb_build_object")
-            events = re.sub(r"::pg_catalog\.json\b", "::pg_catalog.jsonb", events)
-        cast = "" if queue.type_sql == "jsonb" else f"::text::{queue.type_sql}"
+        cast = "" if queue.type_sql == "text" else f"::{queue.type_sql}"
         return (
             f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event{cast}"
             f" FROM ({events}) AS e ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
@@ -583,7 +589,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
     broker, exchange = watch["target"].split("/", 1)
     if watch.get("by_hand"):  # the caller's rights: through amqp.publish, which checks and flags
         return (
-            f"SELECT pg_catalog.count(amqp.publish($7, $8, {routing % 's'}, s.event::text, 2,"
+            f"SELECT pg_catalog.count(amqp.publish($7, $8, {routing % 's'}, s.event, 2,"
             " 'application/json', message_id => $2 || ':' || s.seq)) AS n"
             f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
             ("int4", "text", "text"),
@@ -597,7 +603,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
         " FROM amqp.broker AS br WHERE br.broker_id = $7),"
         " i AS (INSERT INTO amqp.outbox (broker_id, exchange, routing_key, message, delivery_mode, content_type,"
         " message_id, mandatory, strict)"
-        f" SELECT $7, $8, {routing % 'e'}, e.event::text, 2, 'application/json',"
+        f" SELECT $7, $8, {routing % 'e'}, e.event, 2, 'application/json',"
         " $2 || ':' || e.seq, b.m, b.s"
         f" FROM ({events}) AS e, b ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
         ("int4", "text", "text"),
@@ -759,7 +765,7 @@ def _send(
     more: tuple[Any, ...] = (),
 ) -> int:
     """Build and send the events; returns how many were sent. ``source`` and ``more``
-    (text parameters from $10 on) are the snapshot's rows."""
+    (text parameters from $12 on) are the snapshot's rows."""
     context = _context(now["ctx"])
     has_context = context != "{}"
     sent = _send_sql(watch, _events_sql(op, watch, cols, has_context, source), has_context)
@@ -771,8 +777,19 @@ def _send(
     try:
         result = _db.run(
             sql,
-            ("int8", "text", "text", "text", "jsonb", "text", *types, *("text",) * len(more)),
-            (_seq["n"], now["txid"], schema, table, context, now["ts"], *extra, *more),
+            ("int8", "text", "text", "text", "jsonb", "text", *types, "text", "text", *("text",) * len(more)),
+            (
+                _seq["n"],
+                now["txid"],
+                schema,
+                table,
+                context,
+                now["ts"],
+                *extra,
+                json.dumps(schema, ensure_ascii=False),
+                json.dumps(table, ensure_ascii=False),
+                *more,
+            ),
         )
     except _db.SPIError as exc:
         # The target changed under the watch (a queue dropped in between, ...): the
@@ -904,9 +921,9 @@ def snapshot(table_name: str | None, target: str | None, batch_size: int | None)
         ("oid",),
         (relid,),
     )[0]
-    # the batch: after $10.. (unless $10+2w is true: the first), not after $10+w.. (unless the last)
-    lo, hi = 10, 10 + width
-    flags = 10 + 2 * width
+    # the batch: after $12.. (unless $12+2w is true: the first), not after $12+w.. (unless the last)
+    lo, hi = 12, 12 + width
+    flags = 12 + 2 * width
     source = (
         f"(SELECT * FROM {name} AS x WHERE (${flags}::pg_catalog.text::pg_catalog.bool OR {_after(order, lo)})"
         f" AND (${flags + 1}::pg_catalog.text::pg_catalog.bool OR NOT {_after(order, hi)})"
