@@ -78,6 +78,9 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
         "SELECT pg_mq_watch_queue('t_queue', 'bench_q', operations => '{INSERT,UPDATE}')",
         "TRUNCATE pg_mq_queue_bench_q",
     ),
+    # not a variant: the floor of "watch queue", 10,000 messages of '{}' written straight
+    # into its queue table (indexes, defaults, sequence, statement trigger), no table write
+    "queue write alone": ("t_none", "", "TRUNCATE pg_mq_queue_bench_q"),
     "watch amqp": (
         "t_amqp",
         "SELECT pg_mq_watch_amqp('t_amqp', 1, 'amq.topic', operations => '{INSERT,UPDATE}')",
@@ -90,7 +93,7 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     ),
 }
 SHORT = {"none": "none", "seed": "seed per-row plpgsql", "notify": "watch notify", "queue": "watch queue",
-         "amqp": "watch amqp", "strict": "watch amqp strict"}  # fmt: skip
+         "amqp": "watch amqp", "strict": "watch amqp strict", "floor": "queue write alone"}  # fmt: skip
 TARGETS = {
     "watch notify": ("< seed per-row plpgsql", None),
     "watch queue": ("<= 2x", 2.0),
@@ -115,7 +118,7 @@ def setup(conn: psycopg.Connection, names: list[str], rabbit_port: int) -> None:
     )
     for name in names:
         table, make, _reset = VARIANTS[name]
-        conn.execute(f"CREATE TABLE {table} ({COLUMNS})")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({COLUMNS})")
         if make:
             conn.execute(make)
 
@@ -157,6 +160,8 @@ def main() -> None:
     args = parser.parse_args()
     names = ["none"] + [SHORT[s] for s in (args.only.split(",") if args.only else SHORT) if s and s != "none"]
     names = list(dict.fromkeys(names))
+    if "queue write alone" in names and "watch queue" not in names:
+        names.append("watch queue")
     if shutil.which("psql") is None:
         raise SystemExit("psql is missing: run 'make deps'")
     root = Path(tempfile.mkdtemp(prefix="pgmq-bench-events-"))
@@ -174,6 +179,9 @@ def main() -> None:
                 explain(conn, names, args.rows)
             insert = "INSERT INTO {t} SELECT 'g' || g, g, 'n' FROM generate_series(1, " + str(args.rows) + ") g"
             update = "UPDATE {t} SET size = size + 1"
+            floor = (
+                f"INSERT INTO pg_mq_queue_bench_q (payload) SELECT '{{}}'::jsonb FROM generate_series(1, {args.rows})"
+            )
             times: dict[tuple[str, str], list[float]] = {(n, op): [] for n in names for op in ("INSERT", "UPDATE")}
             for warm in (True,) + (False,) * args.rounds:
                 done = len(times[(names[0], "INSERT")])
@@ -184,8 +192,13 @@ def main() -> None:
                     if reset:
                         conn.execute(reset)
                     conn.execute("CHECKPOINT")
-                    ins = timed(conn, insert.format(t=table))
-                    upd = timed(conn, update.format(t=table))
+                    if name == "queue write alone":
+                        ins = timed(conn, floor)
+                        conn.execute(reset)
+                        upd = timed(conn, floor)
+                    else:
+                        ins = timed(conn, insert.format(t=table))
+                        upd = timed(conn, update.format(t=table))
                     if not warm:
                         times[(name, "INSERT")].append(ins)
                         times[(name, "UPDATE")].append(upd)
@@ -224,6 +237,8 @@ def report(names: list[str], times: dict[tuple[str, str], list[float]], args: ar
     print()
     print("The amqp targets apply to 'watch amqp' (a real RabbitMQ, confirms awaited at commit);")
     print("'watch amqp strict' is the outbox write alone (the relay sends after commit).")
+    print("'queue write alone' is no table write, only 10,000 messages '{}' into the watch's queue table")
+    print("(the same in both sections): the floor under 'watch queue' before any event is built.")
 
 
 if __name__ == "__main__":
