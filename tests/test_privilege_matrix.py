@@ -65,6 +65,7 @@ QUEUE_PUBLIC = {
     # change events: the sql_drop event trigger function, and
     "pg_mq_change_trigger()",  # hand-written watches: sends with the rights of whoever changes the table
     "_pg_mq_watch_dropped()",
+    "_pg_mq_watch_partitions()",  # the ddl_command_end event trigger giving new partitions their triggers
 }
 QUEUE_ADMIN = {
     # watching a table: granted deliberately, like queue administration (README Change events)
@@ -96,6 +97,7 @@ AMQP_INTERNAL = {
     "amqp._send_transaction(bigint)",
     "amqp._outbox_on_commit()",
     "amqp._check_headers(jsonb)",
+    "_pg_mq_watch_sync_partitions()",  # called by the event trigger _pg_mq_watch_partitions (SECURITY DEFINER)
     "_pg_mq_watch_fire()",  # no one may attach it to a table by hand (CREATE TRIGGER checks EXECUTE)
 }  # superuser (owner) only
 

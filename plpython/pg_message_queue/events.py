@@ -68,15 +68,12 @@ def _table(table: str | None, watching: bool = False) -> dict[str, Any]:
             f"only the owner of table {row['name']} (or a superuser) may watch it",
             hint="Ask its owner to run the watch.",
         )
-    if watching and (row["kind"] == "p" or row["part"]):
-        # A statement trigger fires only for the table a statement names: on the parent it
-        # misses writes into a partition, on a partition those through the parent.
+    if watching and row["part"]:
+        # its triggers would miss the rows written through the partitioned table
         _db.fail(
             "0A000",
-            f"{row['name']} is {'a partitioned table' if row['kind'] == 'p' else 'a partition'};"
-            " partitioned tables cannot be watched yet",
-            hint="A statement-level trigger would miss the rows written through the "
-            + ("partitions directly." if row["kind"] == "p" else "partitioned parent."),
+            f"{row['name']} is a partition; watch its partitioned table instead",
+            hint="A watch of a partitioned table covers every partition, new ones too.",
         )
     return row
 
@@ -247,20 +244,85 @@ def watch(
     )
     watch_id = int(rows[0]["watch_id"])
     _drop_triggers(watch_id, name)
+    for table_name in [name, *_partitions(relid)]:
+        _create_triggers(watch_id, table_name, ops)
+    return watch_id
+
+
+def _create_triggers(watch_id: int, table: str, ops: list[str]) -> None:
     fire = f"{_db.schema()}._pg_mq_watch_fire({_db.literal(str(watch_id))})"
     for op in ops:
         referencing = {"INSERT": f" REFERENCING NEW TABLE AS {NEW}", "DELETE": f" REFERENCING OLD TABLE AS {OLD}"}
         referencing["UPDATE"] = f" REFERENCING OLD TABLE AS {OLD} NEW TABLE AS {NEW}"
         _db.ddl(
-            f"CREATE TRIGGER {_db.ident(trigger_name(watch_id, op))} AFTER {op} ON {name}"
+            f"CREATE TRIGGER {_db.ident(trigger_name(watch_id, op))} AFTER {op} ON {table}"
             f"{referencing.get(op, '')} FOR EACH STATEMENT EXECUTE FUNCTION {fire}"
         )
-    return watch_id
+
+
+def _partitions(relid: int) -> list[str]:
+    """Every partition under a partitioned table (sub-partitioned ones too), as regclass text.
+    A statement trigger fires only for the table a statement names: the watch needs its
+    triggers on each of them, for the rows written into a partition directly."""
+    return [
+        r["name"]
+        for r in _db.run(
+            "SELECT t.relid::pg_catalog.regclass::text AS name"
+            " FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t"
+            " JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE t.level > 0 AND c.relkind IN ('r', 'p')"
+            " ORDER BY t.level, t.relid",
+            ("oid",),
+            (relid,),
+        )
+    ]
 
 
 def _drop_triggers(watch_id: int, table: str) -> None:
-    for op in OPERATIONS:
-        _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(trigger_name(watch_id, op))} ON {table}")
+    relid = _db.run("SELECT $1::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 AS o", ("text",), (table,))[0]["o"]
+    for name in [table, *_partitions(int(relid))]:
+        for op in OPERATIONS:
+            _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(trigger_name(watch_id, op))} ON {name}")
+
+
+def on_table_ddl() -> None:
+    """The event trigger: never fails the user's DDL."""
+    try:
+        sync_partitions()
+    except _db.SPIError as exc:
+        if _db.must_propagate(exc):
+            raise
+        _db.warn(f"pg_message_queue: watches of partitioned tables: {_db.message(exc)}")
+
+
+def sync_partitions() -> None:
+    """After CREATE TABLE / ALTER TABLE: partitions new under a watched partitioned table get
+    its triggers; tables no longer under it (detached) lose them."""
+    watched = _db.run(
+        "SELECT w.watch_id, w.relid::pg_catalog.int8 AS relid, w.operations FROM"
+        f" {_db.schema()}.pg_mq_watch w JOIN pg_catalog.pg_class c ON c.oid = w.relid WHERE c.relkind = 'p'"
+    )
+    stray = _db.run(
+        "SELECT t.tgname::text AS trigger, t.tgrelid::pg_catalog.regclass::text AS tbl FROM pg_catalog.pg_trigger t"
+        f" JOIN {_db.schema()}.pg_mq_watch w ON t.tgname::text LIKE 'pg\\_mq\\_watch\\_' || w.watch_id || '\\_%'"
+        " JOIN pg_catalog.pg_class c ON c.oid = w.relid"
+        " WHERE t.tgrelid <> w.relid AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(w.relid) p"
+        " WHERE p.relid = t.tgrelid)"
+    )
+    for row in stray:
+        _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(row['trigger'])} ON {row['tbl']}")
+    for w in watched:
+        have = {
+            r["tbl"]
+            for r in _db.run(
+                "SELECT t.tgrelid::pg_catalog.regclass::text AS tbl FROM pg_catalog.pg_trigger t"
+                " WHERE t.tgname LIKE $1",
+                ("text",),
+                (f"pg\\_mq\\_watch\\_{int(w['watch_id'])}\\_%",),
+            )
+        }
+        for part in _partitions(int(w["relid"])):
+            if part not in have:
+                _create_triggers(int(w["watch_id"]), part, list(w["operations"]))
 
 
 def _check_target(kind: str, target: str | None, broker_id: int | None, routing_key: str | None) -> str:
@@ -443,9 +505,10 @@ def _events_sql(
     pk = _object("x", keys) if keys else "NULL::pg_catalog.json"
     row = watch["payload"] == "row"
     lit = _db.literal(op)
+    part = [("partition", _db.literal(json.dumps(watch["partition"])))] if watch.get("partition") else []
     if op == "TRUNCATE":
         return (
-            f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {_head(op, 'e', context=context)} AS event"
+            f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {_head(op, 'e', part, context)} AS event"
             " FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.json AS pk) AS e"
         )
     if op in ("INSERT", "DELETE", "READ"):
@@ -695,15 +758,33 @@ def fire(td: dict[str, Any]) -> None:
         _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} does not exist; no events")
         return
     watch = dict(rows[0])
+    schema, table = td["table_schema"], td["table_name"]
     if int(watch["relid"]) != relid:
-        if not watch["gone"]:
+        under = _db.run(
+            "SELECT c.relispartition AS part, pg_catalog.pg_partition_root(c.oid)::pg_catalog.int8 AS root,"
+            " EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a WHERE a.relid = $2) AS under,"
+            " (SELECT n.nspname::text FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = r.relnamespace WHERE r.oid = $2) AS s,"
+            " (SELECT r.relname::text FROM pg_catalog.pg_class r WHERE r.oid = $2) AS t"
+            " FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            ("oid", "oid"),
+            (relid, int(watch["relid"])),
+        )[0]
+        if under["under"]:  # a partition of the watched table: the events name the watched table
+            schema, table = under["s"], under["t"]
+            watch["partition"] = f"{td['table_schema']}.{td['table_name']}"
+        elif not watch["gone"]:
             _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} is not a watch of this table")
             return
-        # restored from a dump: the table has a new oid
-        _db.run(
-            f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1", ("int8", "oid"), (watch_id, relid)
-        )
-    _emit(td, watch, relid)
+        else:  # restored from a dump: the table has a new oid (a partition's root for its triggers)
+            if under["part"]:
+                return  # the root's own trigger adopts it
+            _db.run(
+                f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1",
+                ("int8", "oid"),
+                (watch_id, relid),
+            )
+    _emit(td, watch, relid, schema, table)
 
 
 _NOW = (
@@ -741,7 +822,9 @@ def _suppressed(setting: str | None, relid: int) -> bool:
     return False
 
 
-def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
+def _emit(
+    td: dict[str, Any], watch: dict[str, Any], relid: int, schema: str | None = None, table: str | None = None
+) -> None:
     op = td["event"]
     now = _db.run(_NOW)[0]
     if now["quiet"] and _suppressed(now["quiet"], relid):
@@ -751,7 +834,7 @@ def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
         problem = type_problem(int(col["type"]))
         if problem is not None:
             _db.warn(f'pg_message_queue: column "{col["name"]}" is left out of events: {problem}')
-    _send(watch, op, cols, now, td["table_schema"], td["table_name"])
+    _send(watch, op, cols, now, schema or td["table_schema"], table or td["table_name"])
 
 
 def _send(
@@ -904,6 +987,8 @@ def snapshot(table_name: str | None, target: str | None, batch_size: int | None)
     }
     order = [(f"x.{_db.ident(k)}", k in nullable, _key_type(k, int(by_name[k]["type"]), name)) for k in keys]
     if watch["key_columns"]:  # not known to be unique: the row's place breaks ties
+        if table["kind"] == "p":
+            order.append(("x.tableoid", False, "pg_catalog.oid"))
         order.append(("x.ctid", False, "pg_catalog.tid"))
     sort = ", ".join(f"{e} USING OPERATOR(pg_catalog.<)" + (" NULLS LAST" if n else "") for e, n, _t in order)
     texts = ", ".join(f"{e}::pg_catalog.text AS k{i}" for i, (e, _n, _t) in enumerate(order))

@@ -177,6 +177,52 @@ BEGIN
 END
 $watch$;
 
+-- A watched partitioned table: its triggers are on every partition too (a statement
+-- trigger fires only for the table a statement names). New and attached partitions
+-- get them, detached ones lose them. Never fails the DDL: a WARNING says what went wrong.
+CREATE OR REPLACE FUNCTION _pg_mq_watch_sync_partitions()
+RETURNS void
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+pgmq.events.on_table_ddl()
+$python$;
+COMMENT ON FUNCTION _pg_mq_watch_sync_partitions() IS
+'Internal: gives the partitions of watched partitioned tables the watches'' triggers, and takes them from tables no longer partitions of them.';
+
+-- PL/Python has no event triggers: this one calls the function above, only while a
+-- partitioned table is watched.
+CREATE OR REPLACE FUNCTION _pg_mq_watch_partitions()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (
+        SELECT FROM @extschema@.pg_mq_watch AS w
+        INNER JOIN pg_catalog.pg_class AS c ON w.relid = c.oid
+        WHERE c.relkind = 'p'
+    ) THEN
+        PERFORM @extschema@._pg_mq_watch_sync_partitions();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION _pg_mq_watch_partitions() IS
+'Internal: event trigger giving new partitions of a watched partitioned table the watch''s triggers (and taking them from detached ones).';
+
+DO $watch$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pg_mq_watch_partitions') THEN
+        CREATE EVENT TRIGGER pg_mq_watch_partitions ON ddl_command_end
+        WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+        EXECUTE FUNCTION _pg_mq_watch_partitions();
+    END IF;
+END
+$watch$;
+
 -- The same events from a trigger written by hand: arguments (kind, target
 -- [, options as a JSON object]). Runs with the rights of whoever changes the
 -- table (the sending needs theirs: INSERT on the queue, USAGE on schema amqp).
