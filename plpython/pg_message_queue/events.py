@@ -559,7 +559,7 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
         join = "n FULL JOIN o ON " + " AND ".join(f"o.c{pos[k]} = n.c{pos[k]}" for k in keys)
     else:
         join = "n JOIN o ON o.i = n.i"
-    pairs = f"q AS (SELECT n.i AS ni, o.i AS oi{both} FROM {join}),"
+    pairs = f"q AS (SELECT n.i AS ni, o.i AS oi{both} FROM {join})"
 
     def differs(c: dict[str, Any]) -> str:
         i = pos[c["name"]]
@@ -573,9 +573,8 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
         changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
     where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
     numbered = (
-        f"c AS (SELECT q.*, {changed} AS changed FROM q),"
-        " p AS (SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq,"
-        f" c.* FROM c{where})"
+        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq, c.*"
+        f" FROM (SELECT q.*, {changed} AS changed FROM q) AS c{where}"
     )
 
     def obj(side: str, names: list[str]) -> str:
@@ -593,26 +592,26 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
     if row:
         upd_extra += [("row", "e.r::pg_catalog.text"), ("old", "e.old::pg_catalog.text")]
     moved_extra = ([("row", "e.r::pg_catalog.text")] if row else []) + [("key_changed", "'true'")]
-
-    def branch(op: str, pk: str, extra: list[tuple[str, str]], cols_sql: str, where_sql: str) -> str:
-        return (
-            f"SELECT e.seq, e.pk, {_db.literal(op)}::pg_catalog.text AS op,"
-            f" {_head(op, 'e', extra, context)} AS event"
-            f" FROM (SELECT p.seq, {pk} AS pk{cols_sql} FROM p WHERE {where_sql}) AS e"
+    # One pass, no branches to append and sort again: the kind of pair picks the event.
+    inner = (
+        f"SELECT p.seq, p.ni, p.oi, p.changed, CASE WHEN p.ni IS NULL THEN {opk} ELSE {npk} END AS pk"
+        + (
+            f", CASE WHEN p.ni IS NULL THEN {obj('o', shown)} ELSE {obj('n', shown)} END AS r,"
+            f" CASE WHEN p.ni IS NOT NULL AND p.oi IS NOT NULL THEN {old} END AS old"
+            if row
+            else ""
         )
-
-    update = branch(
-        "UPDATE",
-        npk,
-        upd_extra,
-        ", p.changed" + (f", {obj('n', shown)} AS r, {old} AS old" if row else ""),
-        "p.ni IS NOT NULL AND p.oi IS NOT NULL",
+        + f" FROM ({numbered}) AS p"
     )
-    if not keys:
-        return f"WITH {sides} {pairs} {numbered} {update}"
-    deleted = branch("DELETE", opk, moved_extra, f", {obj('o', shown)} AS r" if row else "", "p.ni IS NULL")
-    inserted = branch("INSERT", npk, moved_extra, f", {obj('n', shown)} AS r" if row else "", "p.oi IS NULL")
-    return f"WITH {sides} {pairs} {numbered} {update} UNION ALL {deleted} UNION ALL {inserted}"
+    return (
+        f"WITH {sides} {pairs} SELECT e.seq, e.pk,"
+        " CASE WHEN e.ni IS NULL THEN 'DELETE' WHEN e.oi IS NULL THEN 'INSERT' ELSE 'UPDATE' END::pg_catalog.text"
+        " AS op,"
+        f" CASE WHEN e.ni IS NULL THEN {_head('DELETE', 'e', moved_extra, context)}"
+        f" WHEN e.oi IS NULL THEN {_head('INSERT', 'e', moved_extra, context)}"
+        f" ELSE {_head('UPDATE', 'e', upd_extra, context)} END AS event"
+        f" FROM ({inner}) AS e"
+    )
 
 
 def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
