@@ -151,6 +151,9 @@ def test_quoted_mixed_case_and_unicode_names(db, connect):
         {"Id": 1, "naïve col": "é"},
     )
     assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == '"Sales Ü"."Örders; x"'
+    assert db.execute("""SELECT pg_mq_watch_snapshot('"Sales Ü"."Örders; x"', batch_size => 1)""").fetchone()[0] == 1
+    (e,) = events(ln, 1)
+    assert (e["op"], e["table"], e["pk"], e["row"]) == ("READ", "Örders; x", {"Id": 1}, {"Id": 1, "naïve col": "é"})
 
 
 def test_big_row_to_notify_is_truncated_to_keys(db, connect, orders):
