@@ -38,6 +38,9 @@ PUBLIC_DEFINERS = {
     "integer,boolean)": "behind USAGE on schema amqp (README, AMQP Permissions)",
     # change events: the watch functions are granted deliberately (README, Change events: Who may watch)
     "_pg_mq_watch_dropped()": "event trigger (sql_drop): deletes only the watches of the tables just dropped",
+    "_pg_mq_watch_partitions()": (
+        "event trigger (CREATE/ALTER TABLE): gives partitions of watched partitioned tables the watches' triggers"
+    ),
 }
 
 EXTENSION_FUNCTIONS = """
