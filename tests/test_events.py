@@ -785,3 +785,16 @@ def test_partitioned_tables(db):
     assert db.execute(count.replace("%s", "'parts_4'")).fetchone()[0] == 4
     db.execute("SELECT pg_mq_unwatch('parts')")
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pg\\_mq\\_watch\\_%'").fetchone()[0] == 0
+
+
+def test_a_watched_partitioned_table_survives_a_new_oid(db):
+    """After a restore, the first statement may write into a partition directly: the watch
+    adopts the partitioned table's new oid there, and the events are sent."""
+    db.execute("CREATE TABLE parts (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (100)")
+    wid = db.execute("SELECT pg_mq_watch_queue('parts', 'pnew')").fetchone()[0]
+    db.execute("UPDATE pg_mq_watch SET relid = 4000000000 WHERE watch_id = %s", (wid,))  # a dropped table's oid
+    db.execute("INSERT INTO parts_1 VALUES (1, 'a')")
+    db.execute("INSERT INTO parts VALUES (2, 'b')")
+    assert [(e["table"], e["pk"]["id"]) for e in queued(db, "pnew")] == [("parts", 1), ("parts", 2)]
+    assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == "parts"

@@ -776,13 +776,21 @@ def fire(td: dict[str, Any]) -> None:
             _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} is not a watch of this table")
             return
         else:  # restored from a dump: the table has a new oid (a partition's root for its triggers)
-            if under["part"]:
-                return  # the root's own trigger adopts it
+            adopted = int(under["root"]) if under["part"] else relid
             _db.run(
                 f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1",
                 ("int8", "oid"),
-                (watch_id, relid),
+                (watch_id, adopted),
             )
+            if under["part"]:
+                names = _db.run(
+                    "SELECT n.nspname::text AS s, c.relname::text AS t FROM pg_catalog.pg_class c"
+                    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                    ("oid",),
+                    (adopted,),
+                )[0]
+                schema, table = names["s"], names["t"]
+                watch["partition"] = f"{td['table_schema']}.{td['table_name']}"
     _emit(td, watch, relid, schema, table)
 
 
