@@ -2,7 +2,7 @@
 #   make run     private PostgreSQL (+ RabbitMQ) under .run/ with the extension
 #   make test    install what is missing, lint, run every test
 #   make soak    load run with an audit (SOAK_ARGS="--minutes 2"; not part of make test)
-#   make install | lint | bench | bench-pgq | stop | clean
+#   make install | lint | bench | bench-pgq | bench-events | stop | clean
 
 MAIN_EXT    = pg_message_queue
 # PGXS installs both control files; the PgQ companion (schema pgq) requires the core.
@@ -45,7 +45,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-read bench-xmin unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-events bench-read bench-xmin unit soak
 
 $(CORE_SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) pg_message_queue.control
 	$(BUILD_SQL)
@@ -129,12 +129,19 @@ bench: deps
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench.py $(BENCH_ARGS)
 	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
+	$(PY) tools/bench_events.py $(BENCH_EVENTS_ARGS)
 
 # The pgq companion next to real PgQ 3 (BENCH_PGQ_ARGS="--help" lists the options).
 bench-pgq: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
 	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
+
+# Change events only: BENCH_EVENTS_ARGS="--rounds 5 --explain"
+bench-events: deps
+	@$(MAKE) --no-print-directory all
+	@$(SUDO) $(MAKE) --no-print-directory install
+	$(PY) tools/bench_events.py $(BENCH_EVENTS_ARGS)
 
 # Load run with an audit (not part of make test): SOAK_ARGS="--minutes 2"
 soak: deps

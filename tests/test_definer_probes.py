@@ -41,6 +41,9 @@ PUBLIC_DEFINERS = {
     "_pg_mq_watch_dropped()": "event trigger (sql_drop): deletes only the watches of the tables just dropped",
     # the NOTIFY -> AMQP bridge (README, NOTIFY -> AMQP bridge: Who may do what)
     "pg_mq_notify(text,text)": "pg_notify's drop-in: sends only what the channel map says, where it says",
+    "_pg_mq_watch_partitions()": (
+        "event trigger (CREATE/ALTER TABLE): gives partitions of watched partitioned tables the watches' triggers"
+    ),
 }
 
 EXTENSION_FUNCTIONS = """

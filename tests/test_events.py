@@ -151,6 +151,9 @@ def test_quoted_mixed_case_and_unicode_names(db, connect):
         {"Id": 1, "naïve col": "é"},
     )
     assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == '"Sales Ü"."Örders; x"'
+    assert db.execute("""SELECT pg_mq_watch_snapshot('"Sales Ü"."Örders; x"', batch_size => 1)""").fetchone()[0] == 1
+    (e,) = events(ln, 1)
+    assert (e["op"], e["table"], e["pk"], e["row"]) == ("READ", "Örders; x", {"Id": 1}, {"Id": 1, "naïve col": "é"})
 
 
 def test_big_row_to_notify_is_truncated_to_keys(db, connect, orders):
@@ -551,3 +554,247 @@ def test_dump_and_restore_keeps_watches(db, dsn, pg_server):
             ]
     finally:
         pg_server.admin("DROP DATABASE restored_events WITH (FORCE)")
+
+
+# ---- snapshot ---------------------------------------------------------------------------
+
+
+def test_snapshot_sends_the_current_rows_in_key_order_in_batches(db, connect, orders):
+    db.execute("INSERT INTO orders SELECT g, 'i' || g, g, NULL FROM generate_series(10, 1, -1) g")
+    db.execute("SELECT pg_mq_watch_notify('orders', 'snap', payload => 'row')")
+    ln = listen(connect, "snap")
+    for batch in (1, 3, 10, 1000):
+        with db.transaction():
+            assert db.execute("SELECT pg_mq_watch_snapshot('orders', batch_size => %s)", (batch,)).fetchone()[0] == 10
+        got = events(ln, 10)
+        assert [e["pk"]["id"] for e in got] == list(range(1, 11)), batch
+        assert {e["op"] for e in got} == {"READ"}
+        assert [e["seq"] for e in got] == list(range(1, 11))
+        assert got[0]["row"] == {"id": 1, "item": "i1", "qty": 1, "note": None}
+        assert got[0]["event_id"] == f"{got[0]['txid']}:1" and got[0]["table"] == "orders"
+        assert drain_notifies(ln) == []
+    # the stream goes on after the snapshot in the same transaction, numbered after it
+    with db.transaction():
+        db.execute("SELECT pg_mq_watch_snapshot('orders', batch_size => 4)")
+        db.execute("INSERT INTO orders VALUES (11, 'x', 1, NULL)")
+    got = events(ln, 11)
+    assert [(e["op"], e["seq"]) for e in got][-2:] == [("READ", 10), ("INSERT", 11)]
+
+
+def test_snapshot_of_an_empty_table_and_to_a_queue(db, orders):
+    db.execute("SELECT pg_mq_watch_queue('orders', 'snapq')")
+    assert db.execute("SELECT pg_mq_watch_snapshot('orders')").fetchone()[0] == 0
+    db.execute("INSERT INTO orders VALUES (2, 'b', 1, NULL), (1, 'a', 1, NULL)")
+    db.execute("DELETE FROM pg_mq_queue_snapq")
+    assert db.execute("SELECT pg_mq_watch_snapshot('orders', 'snapq', 1)").fetchone()[0] == 2
+    got = queued(db, "snapq")
+    assert [(e["op"], e["pk"], e["row"]["item"]) for e in got] == [("READ", {"id": 1}, "a"), ("READ", {"id": 2}, "b")]
+
+
+def test_snapshot_composite_key(db, connect):
+    db.execute("CREATE TABLE lines (order_id int, line int, sku text, PRIMARY KEY (order_id, line))")
+    db.execute("INSERT INTO lines SELECT o, l, 's' FROM generate_series(3, 1, -1) o, generate_series(3, 1, -1) l")
+    db.execute("SELECT pg_mq_watch_notify('lines', 'lsnap')")
+    ln = listen(connect, "lsnap")
+    assert db.execute("SELECT pg_mq_watch_snapshot('lines', batch_size => 2)").fetchone()[0] == 9
+    got = events(ln, 9)
+    assert [(e["pk"]["order_id"], e["pk"]["line"]) for e in got] == [(o, n) for o in (1, 2, 3) for n in (1, 2, 3)]
+
+
+def test_snapshot_of_a_table_without_primary_key(db, connect):
+    """key_columns: nullable and not unique; NULLs come last, equal keys all arrive once."""
+    db.execute("CREATE TABLE logs (code text, n int, msg text)")
+    db.execute(
+        "INSERT INTO logs VALUES ('b', 1, 'x'), (NULL, 1, 'y'), ('a', NULL, 'z'), ('a', 2, 'w'), ('a', 2, 'v'),"
+        " ('a', 1, 'u'), (NULL, NULL, 't'), ('b', 1, 's')"
+    )
+    db.execute("SELECT pg_mq_watch_queue('logs', 'logsnap')")
+    fails(db, "SELECT pg_mq_watch_snapshot('logs')", sqlstate="22023", match="no primary key")
+    db.execute("SELECT pg_mq_watch_queue('logs', 'logsnap', key_columns => ARRAY['code', 'n'])")
+    for batch in (1, 2, 3, 100):
+        db.execute("DELETE FROM pg_mq_queue_logsnap")
+        assert db.execute("SELECT pg_mq_watch_snapshot('logs', batch_size => %s)", (batch,)).fetchone()[0] == 8
+        got = [(e["pk"]["code"], e["pk"]["n"], e["row"]["msg"]) for e in queued(db, "logsnap")]
+        keys = [(c, n) for c, n, _m in got]
+        assert keys == [("a", 1), ("a", 2), ("a", 2), ("a", None), ("b", 1), ("b", 1), (None, 1), (None, None)], batch
+        assert sorted(m for _c, _n, m in got) == sorted("xyzwvuts"), batch
+
+
+def test_snapshot_errors_and_permissions(db, dsn, orders, roles):
+    fails(db, "SELECT pg_mq_watch_snapshot('orders')", sqlstate="42704", match="has no watch")
+    db.execute("SELECT pg_mq_watch_notify('orders', 's1')")
+    db.execute("SELECT pg_mq_watch_queue('orders', 's2')")
+    fails(db, "SELECT pg_mq_watch_snapshot('orders')", sqlstate="22023", match="2 watches; name the target")
+    fails(db, "SELECT pg_mq_watch_snapshot('orders', 'nope')", sqlstate="42704", match="no watch to 'nope'")
+    fails(db, "SELECT pg_mq_watch_snapshot('orders', 's1', 0)", sqlstate="22023", match="batch_size")
+    fails(db, "SELECT pg_mq_watch_snapshot('orders', 's1', NULL)", sqlstate="22004", match="batch_size")
+    fails(db, "SELECT pg_mq_watch_snapshot(NULL)", sqlstate="22004", match="table")
+    assert db.execute("SELECT pg_mq_watch_snapshot('orders', 's1')").fetchone()[0] == 0
+    # like watching: EXECUTE granted deliberately, and only the owner
+    owner, other = roles(), roles()
+    db.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
+    o = psycopg.connect(as_role(dsn, owner), autocommit=True)
+    x = psycopg.connect(as_role(dsn, other), autocommit=True)
+    try:
+        o.execute("CREATE TABLE owned (id int PRIMARY KEY)")
+        o.execute(f"GRANT SELECT ON owned TO {other}")
+        fails(o, "SELECT pg_mq_watch_snapshot('owned')", sqlstate="42501", match="permission denied for function")
+        db.execute(f"GRANT EXECUTE ON FUNCTION pg_mq_watch_notify(regclass, text, text[], text, text[], text[], text[])"
+                   f" TO {owner}")  # fmt: skip
+        db.execute(f"GRANT EXECUTE ON FUNCTION pg_mq_watch_snapshot(regclass, text, integer) TO {owner}, {other}")
+        o.execute("SELECT pg_mq_watch_notify('owned', 'ow')")
+        o.execute("INSERT INTO owned VALUES (1)")
+        assert o.execute("SELECT pg_mq_watch_snapshot('owned')").fetchone()[0] == 1
+        fails(x, "SELECT pg_mq_watch_snapshot('owned')", sqlstate="42501", match="only the owner")
+    finally:
+        o.close()
+        x.close()
+
+
+# ---- UPDATE pairing, partitions, suppression, dropping the target, rollback -------------
+
+
+def test_update_pairs_rows_by_key_and_reports_changed_keys(db):
+    db.execute("CREATE TABLE orders (id int PRIMARY KEY DEFERRABLE, item text, qty int, note text)")
+    db.execute("SELECT pg_mq_watch_queue('orders', 'pairs')")
+    db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL), (2, 'b', 2, NULL), (3, 'c', 3, NULL)")
+    db.execute("DELETE FROM pg_mq_queue_pairs")
+    db.execute("UPDATE orders SET id = id + 1")  # key 1 goes, 4 comes, 2 and 3 change their values
+    got = queued(db, "pairs")
+    assert [(e["op"], e["pk"]["id"], e.get("key_changed")) for e in got] == [
+        ("DELETE", 1, True), ("UPDATE", 2, None), ("UPDATE", 3, None), ("INSERT", 4, True),
+    ]  # fmt: skip
+    assert got[0]["row"] == {"id": 1, "item": "a", "qty": 1, "note": None}
+    assert got[1]["old"] == {"item": "b", "qty": 2} and got[1]["row"]["item"] == "a"
+    assert sorted(got[1]["changed"]) == ["item", "qty"]
+    assert got[3]["row"] == {"id": 4, "item": "c", "qty": 3, "note": None}
+    assert [e["seq"] for e in got] == [1, 2, 3, 4]
+    # a key-preserving UPDATE: the old values of each key, whatever the row order
+    db.execute("DELETE FROM pg_mq_queue_pairs")
+    db.execute("UPDATE orders SET qty = qty * 10")
+    got = queued(db, "pairs")
+    assert {e["pk"]["id"]: (e["old"]["qty"], e["row"]["qty"]) for e in got} == {2: (1, 10), 3: (2, 20), 4: (3, 30)}
+
+
+def test_suppress_events_for_a_bulk_load(db, dsn, connect, orders, roles):
+    db.execute("SELECT pg_mq_watch_queue('orders', 'quiet')")
+    db.execute("CREATE TABLE other (id int PRIMARY KEY)")
+    db.execute(
+        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO other VALUES (NEW.id);"
+        " RETURN NULL; END $$"
+    )
+    db.execute("CREATE TRIGGER keep AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION keep()")
+    with db.transaction():
+        db.execute("SET LOCAL pg_mq.suppress_events = on")
+        db.execute("INSERT INTO orders SELECT g, 'bulk', 1, NULL FROM generate_series(1, 100) g")
+    db.execute("INSERT INTO orders VALUES (101, 'after', 1, NULL)")
+    assert [e["pk"]["id"] for e in queued(db, "quiet")] == [101]
+    assert db.execute("SELECT count(*) FROM other").fetchone()[0] == 101  # other triggers still run
+    # a writer who does not own the table cannot hide its changes: WARNING, events sent
+    writer = roles()
+    db.execute(f"GRANT ALL ON orders, other TO {writer}")
+    w = psycopg.connect(as_role(dsn, writer), autocommit=True)
+    try:
+        warnings: list[str] = []
+        w.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+        w.execute("SET pg_mq.suppress_events = on")
+        w.execute("DELETE FROM orders WHERE id = 101")
+        assert any("honoured only for the table's owner" in m for m in warnings), warnings
+        w.execute("SET pg_mq.suppress_events = 'maybe'")
+        w.execute("INSERT INTO orders VALUES (102, 'x', 1, NULL)")
+        assert any("not a boolean" in m for m in warnings), warnings
+    finally:
+        w.close()
+    assert [(e["op"], e["pk"]["id"]) for e in queued(db, "quiet")][-2:] == [("DELETE", 101), ("INSERT", 102)]
+
+
+def test_dropping_a_queue_a_watch_targets(db, orders):
+    wid = db.execute("SELECT pg_mq_watch_queue('orders', 'wq')").fetchone()[0]
+    fails(db, "SELECT pg_mq_drop_queue('wq')", sqlstate="55006", match=f"target of watch {wid} of table public.orders")
+    assert db.execute("SELECT count(*) FROM pg_mq_watches").fetchone()[0] == 1
+    db.execute("SELECT pg_mq_drop_queue('wq', force => true)")
+    assert db.execute("SELECT count(*) FROM pg_mq_watches").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass").fetchone()[0] == 0
+    warnings: list[str] = []
+    db.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+    db.execute("INSERT INTO orders VALUES (1, 'a', 1, NULL)")
+    assert warnings == []
+
+
+def test_watch_administration_rolls_back(db, orders):
+    def state():
+        return (
+            db.execute("SELECT count(*) FROM pg_mq_watches").fetchone()[0],
+            db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass").fetchone()[0],
+        )
+
+    with pytest.raises(psycopg.errors.RaiseException), db.transaction():
+        db.execute("SELECT pg_mq_watch_notify('orders', 'rb1')")
+        db.execute("SELECT pg_mq_watch_queue('orders', 'rbq1')")
+        assert state() == (2, 8)
+        db.execute("DO $$ BEGIN RAISE EXCEPTION 'undo'; END $$")
+    assert state() == (0, 0)
+    assert db.execute("SELECT count(*) FROM pg_mq_config_catalog WHERE channel = 'rbq1'").fetchone()[0] == 0
+    db.execute("SELECT pg_mq_watch_notify('orders', 'rb2')")
+    with db.transaction():
+        db.execute("SAVEPOINT s")
+        db.execute("SELECT pg_mq_unwatch('orders')")
+        db.execute("SELECT pg_mq_watch_notify('orders', 'rb3', operations => '{INSERT}')")
+        assert state() == (1, 1)
+        db.execute("ROLLBACK TO SAVEPOINT s")
+    assert state() == (1, 4)
+    assert db.execute("SELECT target FROM pg_mq_watches").fetchone()[0] == "rb2"
+
+
+def test_partitioned_tables(db):
+    """Rows through the parent and into a partition directly, a row moving between
+    partitions, partitions created, attached and detached after the watch."""
+    db.execute("CREATE TABLE parts (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (100)")
+    db.execute("CREATE TABLE parts_2 PARTITION OF parts FOR VALUES FROM (100) TO (200) PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE parts_2a PARTITION OF parts_2 FOR VALUES FROM (100) TO (200)")
+    fails(db, "SELECT pg_mq_watch_queue('parts_1', 'pq')", sqlstate="0A000", match="is a partition")
+    db.execute("SELECT pg_mq_watch_queue('parts', 'pq')")
+    db.execute("INSERT INTO parts VALUES (1, 'a'), (150, 'b')")  # through the parent
+    db.execute("INSERT INTO parts_1 VALUES (2, 'c')")  # into a partition
+    db.execute("INSERT INTO parts_2a VALUES (151, 'd')")  # into a sub-partition
+    db.execute("UPDATE parts SET id = 160 WHERE id = 2")  # moves to another partition
+    db.execute("UPDATE parts_1 SET v = 'e' WHERE id = 1")
+    db.execute("DELETE FROM parts_2 WHERE id = 151")
+    db.execute("CREATE TABLE parts_3 PARTITION OF parts FOR VALUES FROM (200) TO (300)")  # after the watch
+    db.execute("INSERT INTO parts_3 VALUES (201, 'f')")
+    db.execute("CREATE TABLE parts_4 (id int PRIMARY KEY, v text)")
+    db.execute("ALTER TABLE parts ATTACH PARTITION parts_4 FOR VALUES FROM (300) TO (400)")
+    db.execute("INSERT INTO parts_4 VALUES (301, 'g')")
+    db.execute("ALTER TABLE parts DETACH PARTITION parts_1")
+    db.execute("INSERT INTO parts_1 VALUES (3, 'not watched')")
+    db.execute("TRUNCATE parts_3")
+    got = [(e["op"], e["table"], e["pk"]["id"] if e["pk"] else None, e.get("partition")) for e in queued(db, "pq")]
+    assert got == [
+        ("INSERT", "parts", 1, None), ("INSERT", "parts", 150, None), ("INSERT", "parts", 2, None),
+        ("INSERT", "parts", 151, None), ("DELETE", "parts", 2, None), ("INSERT", "parts", 160, None),
+        ("UPDATE", "parts", 1, None), ("DELETE", "parts", 151, None), ("INSERT", "parts", 201, None),
+        ("INSERT", "parts", 301, None), ("TRUNCATE", "parts", None, "public.parts_3"),
+    ]  # fmt: skip
+    # a snapshot reads through the parent: every partition, in key order
+    db.execute("DELETE FROM pg_mq_queue_pq")
+    assert db.execute("SELECT pg_mq_watch_snapshot('parts', batch_size => 2)").fetchone()[0] == 3
+    assert [(e["op"], e["pk"]["id"]) for e in queued(db, "pq")] == [("READ", i) for i in (150, 160, 301)]
+    count = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pg\\_mq\\_watch\\_%' AND tgrelid = %s::regclass"
+    assert db.execute(count.replace("%s", "'parts_1'")).fetchone()[0] == 0
+    assert db.execute(count.replace("%s", "'parts_4'")).fetchone()[0] == 4
+    db.execute("SELECT pg_mq_unwatch('parts')")
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pg\\_mq\\_watch\\_%'").fetchone()[0] == 0
+
+
+def test_a_watched_partitioned_table_survives_a_new_oid(db):
+    """After a restore, the first statement may write into a partition directly: the watch
+    adopts the partitioned table's new oid there, and the events are sent."""
+    db.execute("CREATE TABLE parts (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (100)")
+    wid = db.execute("SELECT pg_mq_watch_queue('parts', 'pnew')").fetchone()[0]
+    db.execute("UPDATE pg_mq_watch SET relid = 4000000000 WHERE watch_id = %s", (wid,))  # a dropped table's oid
+    db.execute("INSERT INTO parts_1 VALUES (1, 'a')")
+    db.execute("INSERT INTO parts VALUES (2, 'b')")
+    assert [(e["table"], e["pk"]["id"]) for e in queued(db, "pnew")] == [("parts", 1), ("parts", 2)]
+    assert db.execute("SELECT watched_table::text FROM pg_mq_watches").fetchone()[0] == "parts"

@@ -68,6 +68,7 @@ QUEUE_PUBLIC = {
     # the NOTIFY -> AMQP bridge: pg_notify's drop-in, for everyone as pg_notify is; SECURITY
     # DEFINER, it sends only what pg_mq_bridge_channel says, where it says (README bridge)
     "pg_mq_notify(text,text)",
+    "_pg_mq_watch_partitions()",  # the ddl_command_end event trigger giving new partitions their triggers
 }
 QUEUE_ADMIN = {
     # watching a table: granted deliberately, like queue administration (README Change events)
@@ -75,6 +76,7 @@ QUEUE_ADMIN = {
     "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
     "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
     "pg_mq_unwatch(regclass,text)",
+    "pg_mq_watch_snapshot(regclass,text,integer)",
     "pg_mq_create_queue(text,text)",
     "pg_mq_create_queue(text,regtype)",
     "pg_mq_drop_queue(text,boolean)",
@@ -101,6 +103,7 @@ AMQP_INTERNAL = {
     "amqp._send_transaction(bigint)",
     "amqp._outbox_on_commit()",
     "amqp._check_headers(jsonb)",
+    "_pg_mq_watch_sync_partitions()",  # called by the event trigger _pg_mq_watch_partitions (SECURITY DEFINER)
     "_pg_mq_watch_fire()",  # no one may attach it to a table by hand (CREATE TRIGGER checks EXECUTE)
 }  # superuser (owner) only
 

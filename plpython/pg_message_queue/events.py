@@ -19,7 +19,6 @@ are left out of events (and refused at watch time).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from . import _db, queues
@@ -45,15 +44,15 @@ def _caller_may(sql: str, args: tuple[Any, ...], types: tuple[str, ...]) -> bool
     return bool(_db.run(sql, types, args)[0]["ok"])
 
 
-def _table(table: str | None) -> dict[str, Any]:
-    """The watched table (a regclass in its text form), checked: it exists, is a table,
-    and the caller owns it."""
+def _table(table: str | None, watching: bool = False) -> dict[str, Any]:
+    """The watched table (a regclass in its text form), checked: it exists, is a table
+    (when ``watching``: not partitioned, not a partition), and the caller owns it."""
     if table is None:
         _db.fail("22004", "table must not be NULL")
     rows = _db.run(
         "SELECT c.relkind::text AS kind, c.oid::pg_catalog.regclass::text AS name, c.oid::pg_catalog.int8 AS oid,"
         " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
-        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS owner"
+        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS owner, c.relispartition AS part"
         " FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
         ("text",),
         (table,),
@@ -69,6 +68,13 @@ def _table(table: str | None) -> dict[str, Any]:
             f"only the owner of table {row['name']} (or a superuser) may watch it",
             hint="Ask its owner to run the watch.",
         )
+    if watching and row["part"]:
+        # its triggers would miss the rows written through the partitioned table
+        _db.fail(
+            "0A000",
+            f"{row['name']} is a partition; watch its partitioned table instead",
+            hint="A watch of a partitioned table covers every partition, new ones too.",
+        )
     return row
 
 
@@ -77,7 +83,14 @@ def columns(relid: int) -> list[dict[str, Any]]:
     return list(
         _db.run(
             "SELECT a.attname::text AS name, a.atttypid::pg_catalog.int8 AS type,"
-            " pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum) AS pk"
+            " pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum) AS pk,"
+            # a built-in type with a default btree operator class and a deterministic
+            # collation: its = is a true equality, and comparing with it is cheap
+            " a.atttypid < 16384 AND EXISTS (SELECT FROM pg_catalog.pg_opclass oc"
+            " JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'"
+            " WHERE oc.opcdefault AND oc.opcintype = a.atttypid)"
+            " AND COALESCE((SELECT co.collisdeterministic FROM pg_catalog.pg_collation co"
+            " WHERE co.oid = a.attcollation), true) AS native"
             " FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_index i"
             " ON i.indrelid = a.attrelid AND i.indisprimary"
             " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -193,7 +206,7 @@ def watch(
     routing_key: str | None = None,
 ) -> int:
     """Create or replace the watch of ``relid`` to ``target``; returns its watch_id."""
-    table = _table(table_name)
+    table = _table(table_name, watching=True)
     name, relid = table["name"], int(table["oid"])
     ops = _operations(operations)
     if payload not in SHAPES:
@@ -231,20 +244,85 @@ def watch(
     )
     watch_id = int(rows[0]["watch_id"])
     _drop_triggers(watch_id, name)
+    for table_name in [name, *_partitions(relid)]:
+        _create_triggers(watch_id, table_name, ops)
+    return watch_id
+
+
+def _create_triggers(watch_id: int, table: str, ops: list[str]) -> None:
     fire = f"{_db.schema()}._pg_mq_watch_fire({_db.literal(str(watch_id))})"
     for op in ops:
         referencing = {"INSERT": f" REFERENCING NEW TABLE AS {NEW}", "DELETE": f" REFERENCING OLD TABLE AS {OLD}"}
         referencing["UPDATE"] = f" REFERENCING OLD TABLE AS {OLD} NEW TABLE AS {NEW}"
         _db.ddl(
-            f"CREATE TRIGGER {_db.ident(trigger_name(watch_id, op))} AFTER {op} ON {name}"
+            f"CREATE TRIGGER {_db.ident(trigger_name(watch_id, op))} AFTER {op} ON {table}"
             f"{referencing.get(op, '')} FOR EACH STATEMENT EXECUTE FUNCTION {fire}"
         )
-    return watch_id
+
+
+def _partitions(relid: int) -> list[str]:
+    """Every partition under a partitioned table (sub-partitioned ones too), as regclass text.
+    A statement trigger fires only for the table a statement names: the watch needs its
+    triggers on each of them, for the rows written into a partition directly."""
+    return [
+        r["name"]
+        for r in _db.run(
+            "SELECT t.relid::pg_catalog.regclass::text AS name"
+            " FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t"
+            " JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE t.level > 0 AND c.relkind IN ('r', 'p')"
+            " ORDER BY t.level, t.relid",
+            ("oid",),
+            (relid,),
+        )
+    ]
 
 
 def _drop_triggers(watch_id: int, table: str) -> None:
-    for op in OPERATIONS:
-        _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(trigger_name(watch_id, op))} ON {table}")
+    relid = _db.run("SELECT $1::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 AS o", ("text",), (table,))[0]["o"]
+    for name in [table, *_partitions(int(relid))]:
+        for op in OPERATIONS:
+            _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(trigger_name(watch_id, op))} ON {name}")
+
+
+def on_table_ddl() -> None:
+    """The event trigger: never fails the user's DDL."""
+    try:
+        sync_partitions()
+    except _db.SPIError as exc:
+        if _db.must_propagate(exc):
+            raise
+        _db.warn(f"pg_message_queue: watches of partitioned tables: {_db.message(exc)}")
+
+
+def sync_partitions() -> None:
+    """After CREATE TABLE / ALTER TABLE: partitions new under a watched partitioned table get
+    its triggers; tables no longer under it (detached) lose them."""
+    watched = _db.run(
+        "SELECT w.watch_id, w.relid::pg_catalog.int8 AS relid, w.operations FROM"
+        f" {_db.schema()}.pg_mq_watch w JOIN pg_catalog.pg_class c ON c.oid = w.relid WHERE c.relkind = 'p'"
+    )
+    stray = _db.run(
+        "SELECT t.tgname::text AS trigger, t.tgrelid::pg_catalog.regclass::text AS tbl FROM pg_catalog.pg_trigger t"
+        f" JOIN {_db.schema()}.pg_mq_watch w ON t.tgname::text LIKE 'pg\\_mq\\_watch\\_' || w.watch_id || '\\_%'"
+        " JOIN pg_catalog.pg_class c ON c.oid = w.relid"
+        " WHERE t.tgrelid <> w.relid AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(w.relid) p"
+        " WHERE p.relid = t.tgrelid)"
+    )
+    for row in stray:
+        _db.ddl(f"DROP TRIGGER IF EXISTS {_db.ident(row['trigger'])} ON {row['tbl']}")
+    for w in watched:
+        have = {
+            r["tbl"]
+            for r in _db.run(
+                "SELECT t.tgrelid::pg_catalog.regclass::text AS tbl FROM pg_catalog.pg_trigger t"
+                " WHERE t.tgname LIKE $1",
+                ("text",),
+                (f"pg\\_mq\\_watch\\_{int(w['watch_id'])}\\_%",),
+            )
+        }
+        for part in _partitions(int(w["relid"])):
+            if part not in have:
+                _create_triggers(int(w["watch_id"]), part, list(w["operations"]))
 
 
 def _check_target(kind: str, target: str | None, broker_id: int | None, routing_key: str | None) -> str:
@@ -329,6 +407,33 @@ def unwatch(table_name: str | None, target: str | None) -> int:
     return len(rows)
 
 
+def watches_into(channel: str) -> list[dict[str, Any]]:
+    """The watches whose target is queue ``channel``: watch_id and table (text)."""
+    return list(
+        _db.run(
+            "SELECT watch_id, relid::pg_catalog.regclass::text AS tbl,"
+            " EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relid) AS present"
+            f" FROM {_db.schema()}.pg_mq_watch WHERE kind = 'queue' AND target = $1 ORDER BY watch_id",
+            ("text",),
+            (channel,),
+        )
+    )
+
+
+def remove_watch(watch_id: int) -> None:
+    """Remove one watch and its triggers (its queue is being dropped)."""
+    rows = _db.run(
+        f"DELETE FROM {_db.schema()}.pg_mq_watch WHERE watch_id = $1"
+        " RETURNING relid::pg_catalog.regclass::text AS tbl,"
+        " EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relid) AS present",
+        ("int8",),
+        (watch_id,),
+    )
+    for row in rows:
+        if row["present"]:
+            _drop_triggers(watch_id, row["tbl"])
+
+
 # ---- fire time ----------------------------------------------------------------------------
 
 _seq: dict[str, Any] = {"txid": None, "n": 0}  # events numbered per transaction
@@ -337,12 +442,17 @@ CHUNK = 50  # jsonb_build_object takes at most 100 arguments
 
 def _object(alias: str, names: list[str], kind: str = "json") -> str:
     """A JSON object of ``alias``'s columns ``names`` (json keeps their order; jsonb for comparing)."""
-    if not names:
+    return _object_of([(n, f"{alias}.{_db.ident(n)}") for n in names], kind)
+
+
+def _object_of(pairs: list[tuple[str, str]], kind: str = "json") -> str:
+    """A JSON object of (name, SQL expression) pairs."""
+    if not pairs:
         return f"'{{}}'::pg_catalog.{kind}"
     parts = []
-    for i in range(0, len(names), CHUNK):
-        pairs = ", ".join(f"{_db.literal(n)}, {alias}.{_db.ident(n)}" for n in names[i : i + CHUNK])
-        parts.append(f"pg_catalog.{kind}_build_object({pairs})")
+    for i in range(0, len(pairs), CHUNK):
+        args = ", ".join(f"{_db.literal(n)}, {e}" for n, e in pairs[i : i + CHUNK])
+        parts.append(f"pg_catalog.{kind}_build_object({args})")
     if len(parts) == 1:
         return parts[0]
     if kind == "json":  # json has no ||: join the chunks as jsonb, then back
@@ -350,94 +460,179 @@ def _object(alias: str, names: list[str], kind: str = "json") -> str:
     return "(" + " || ".join(parts) + ")"
 
 
-def _head(op: str, alias: str, extra: str = "", context: bool = False) -> str:
-    """The event as json: its fixed members, then ``extra`` (more name, value pairs)."""
-    return (
-        f"pg_catalog.json_build_object('event_id', $2 || ':' || {alias}.seq, 'op', {_db.literal(op)},"
-        f" 'schema', $3, 'table', $4, 'txid', $2, 'seq', {alias}.seq, 'ts', $6, 'pk', {alias}.pk{extra}"
-        + (", 'context', $5" if context else "")
-        + ")"
+def _head(op: str, alias: str, extra: list[tuple[str, str]] | None = None, context: bool = False) -> str:
+    """The event as JSON text, built by concatenation (cheaper than json_build_object; the
+    same text it would make): its fixed members, then ``extra`` (name, SQL of a JSON
+    value's text). ``op`` is an operation's name or an SQL expression of one (``x.op``).
+    $2 txid, $6 time, $10 and $11 the schema's and table's names as JSON strings."""
+    op_sql = op if op in (*OPERATIONS, "READ") else f"' || {op} || '"
+    head = (
+        f'\'{{"event_id" : "\' || $2 || \':\' || {alias}.seq || \'", "op" : "{op_sql}",'
+        f' "schema" : \' || $10 || \', "table" : \' || $11 || \', "txid" : "\' || $2 || \'",'
+        f' "seq" : \' || {alias}.seq || \', "ts" : "\' || $6 || \'"\''
     )
+    parts = [head, f"', \"pk\" : ' || COALESCE({alias}.pk::pg_catalog.text, 'null')"]
+    for name, value in extra or []:
+        parts.append(f"', \"{name}\" : ' || {value}")
+    if context:
+        parts.append("', \"context\" : ' || $5::pg_catalog.text")
+    return "(" + " || ".join(parts) + " || '}')"
 
 
-def _events_sql(op: str, watch: dict[str, Any], cols: list[dict[str, Any]], context: bool) -> str:
-    """SQL of the events of one statement: columns seq, pk (json) and event (json).
+def _key_names(watch: dict[str, Any], cols: list[dict[str, Any]]) -> list[str]:
+    """The columns identifying a row: key_columns, else the primary key (trusted types only)."""
+    trusted = [c["name"] for c in cols if type_problem(int(c["type"])) is None]
+    keys = watch["key_columns"] or [
+        c["name"] for c in sorted((c for c in cols if c["pk"] is not None), key=lambda c: c["pk"])
+    ]
+    return [k for k in keys if k in trusted]
+
+
+def _events_sql(
+    op: str, watch: dict[str, Any], cols: list[dict[str, Any]], context: bool, source: str | None = None
+) -> str:
+    """SQL of the events of one statement: columns seq, pk (json), op (text) and event (json).
 
     Parameters: $1 first seq - 1, $2 txid, $3 schema, $4 table, $5 context (jsonb, used
     when ``context``), $6 the time (ISO 8601 text), all the same for the whole statement.
+    ``source`` (for op READ) is the relation the rows come from, in order, aliased x.
     """
     trusted = [c["name"] for c in cols if type_problem(int(c["type"])) is None]
-    given_keys = watch["key_columns"]
-    keys = given_keys or [c["name"] for c in sorted((c for c in cols if c["pk"] is not None), key=lambda c: c["pk"])]
-    keys = [k for k in keys if k in trusted]
+    keys = _key_names(watch, cols)
     ignore = set(watch["ignore_columns"] or ())
     include = watch["columns"]
     shown = [n for n in trusted if (include is None or n in include) and n not in ignore]
     pk = _object("x", keys) if keys else "NULL::pg_catalog.json"
     row = watch["payload"] == "row"
+    lit = _db.literal(op)
+    part = [("partition", _db.literal(json.dumps(watch["partition"])))] if watch.get("partition") else []
     if op == "TRUNCATE":
         return (
-            f"SELECT e.seq, e.pk, {_head(op, 'e', context=context)} AS event"
+            f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {_head(op, 'e', part, context)} AS event"
             " FROM (SELECT $1 + 1 AS seq, NULL::pg_catalog.json AS pk) AS e"
         )
-    if op in ("INSERT", "DELETE"):
-        source = NEW if op == "INSERT" else OLD
+    if op in ("INSERT", "DELETE", "READ"):
+        source = source or (f"{NEW} AS x" if op == "INSERT" else f"{OLD} AS x")
         inner = (
             f"SELECT $1 + pg_catalog.row_number() OVER () AS seq, {pk} AS pk"
             + (f", {_object('x', shown)} AS r" if row else "")
-            + f" FROM {source} AS x"
+            + f" FROM {source}"
         )
-        event = _head(op, "e", ", 'row', e.r" if row else "", context)
-        return f"SELECT e.seq, e.pk, {event} AS event FROM ({inner}) AS e"
-    # UPDATE: the old and new transition tables hold the rows in the same order.
-    # Values are compared as jsonb (built-in equality, never a type's own operator).
-    compared = [n for n in trusted if n not in ignore]
-    cmp = ", ".join(_db.literal(n) for n in compared)
-    names = f"ARRAY[{cmp}]::pg_catalog.text[]" if compared else "'{}'::pg_catalog.text[]"
-    pairs = (
-        f"SELECT n.i, n.pk, n.j AS nj, o.j AS oj, ARRAY(SELECT u.c FROM pg_catalog.unnest({names})"
-        " WITH ORDINALITY AS u(c, k) WHERE (n.j -> u.c) IS DISTINCT FROM (o.j -> u.c) ORDER BY u.k) AS changed"
-        f" FROM (SELECT pg_catalog.row_number() OVER () AS i, {pk} AS pk, {_object('x', compared, 'jsonb')} AS j"
-        f" FROM {NEW} AS x) AS n"
-        f" JOIN (SELECT pg_catalog.row_number() OVER () AS i, {_object('x', compared, 'jsonb')} AS j"
-        f" FROM {OLD} AS x) AS o ON o.i = n.i"
+        event = _head(op, "e", [("row", "e.r::pg_catalog.text")] if row else [], context)
+        return f"SELECT e.seq, e.pk, {lit}::pg_catalog.text AS op, {event} AS event FROM ({inner}) AS e"
+    return _update_sql(watch, cols, keys, context)
+
+
+def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[str], context: bool) -> str:
+    """UPDATE: old and new rows paired by key (the n-th old row of a key with the n-th new
+    row of the same key). A key that only the old rows have was changed away: a DELETE
+    event; one only the new rows have: an INSERT event; both with "key_changed": true.
+    DELETEs come first, then the rest in the order of the new rows. A table without key
+    pairs the rows in the order the transition tables hold them.
+
+    Values are compared with = for built-in types that have a default btree operator class
+    (and a deterministic collation), else as jsonb: never a type's own operator."""
+    ignore = set(watch["ignore_columns"] or ())
+    include = watch["columns"]
+    row = watch["payload"] == "row"
+    trusted = [c for c in cols if type_problem(int(c["type"])) is None]
+    pos = {c["name"]: i for i, c in enumerate(trusted)}
+    compared = [c for c in trusted if c["name"] not in ignore]
+    shown = [c["name"] for c in compared if include is None or c["name"] in include]
+    carried = ", ".join(f"x.{_db.ident(c['name'])} AS c{i}" for i, c in enumerate(trusted))
+    carried = f", {carried}" if carried else ""
+    given = bool(watch["key_columns"])
+    kj = f", {_object('x', keys, 'jsonb')} AS kj" if given else ""
+    sides = (
+        f"n AS (SELECT pg_catalog.row_number() OVER () AS i{kj}{carried} FROM {NEW} AS x),"
+        f" o AS (SELECT pg_catalog.row_number() OVER () AS i{kj}{carried} FROM {OLD} AS x),"
     )
-    where = " WHERE pg_catalog.cardinality(p.changed) > 0" if ignore else ""
-    hidden = [n for n in compared if n not in shown]
-    minus = f" - ARRAY[{', '.join(_db.literal(n) for n in hidden)}]::pg_catalog.text[]" if hidden else ""
+    both = ", ".join(f"n.c{i} AS n{i}, o.c{i} AS o{i}" for i in range(len(trusted)))
+    both = f", {both}" if both else ""
+    if given:  # not known to be unique nor comparable: jsonb, and the n-th of each key
+        sides += (
+            " n2 AS (SELECT n.*, pg_catalog.row_number() OVER (PARTITION BY n.kj ORDER BY n.i) AS d FROM n),"
+            " o2 AS (SELECT o.*, pg_catalog.row_number() OVER (PARTITION BY o.kj ORDER BY o.i) AS d FROM o),"
+        )
+        join = "n2 AS n FULL JOIN o2 AS o ON o.kj = n.kj AND o.d = n.d"
+    elif keys:  # the primary key: unique, and = is its btree equality
+        join = "n FULL JOIN o ON " + " AND ".join(f"o.c{pos[k]} = n.c{pos[k]}" for k in keys)
+    else:
+        join = "n JOIN o ON o.i = n.i"
+    pairs = f"q AS (SELECT n.i AS ni, o.i AS oi{both} FROM {join})"
+
+    def differs(c: dict[str, Any]) -> str:
+        i = pos[c["name"]]
+        if c["native"]:
+            return f"q.n{i} IS DISTINCT FROM q.o{i}"
+        return f"pg_catalog.to_jsonb(q.n{i}) IS DISTINCT FROM pg_catalog.to_jsonb(q.o{i})"
+
+    flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
+    changed = "'{}'::pg_catalog.text[]"
+    if compared:
+        changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
+    where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
+    numbered = (
+        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq, c.*"
+        f" FROM (SELECT q.*, {changed} AS changed FROM q) AS c{where}"
+    )
+
+    def obj(side: str, names: list[str]) -> str:
+        return _object_of([(n, f"p.{side}{pos[n]}") for n in names])
+
+    npk = obj("n", keys) if keys else "NULL::pg_catalog.json"
+    opk = obj("o", keys) if keys else "NULL::pg_catalog.json"
+    old = " || ".join(
+        f"CASE WHEN {_db.literal(n)} = ANY(p.changed) THEN pg_catalog.jsonb_build_object({_db.literal(n)}, p.o{pos[n]})"
+        " ELSE '{}'::pg_catalog.jsonb END"
+        for n in shown
+    )
+    old = f"({old})" if old else "'{}'::pg_catalog.jsonb"
+    upd_extra = [("changed", "pg_catalog.to_json(e.changed)::pg_catalog.text")]
+    if row:
+        upd_extra += [("row", "e.r::pg_catalog.text"), ("old", "e.old::pg_catalog.text")]
+    moved_extra = ([("row", "e.r::pg_catalog.text")] if row else []) + [("key_changed", "'true'")]
+    # One pass, no branches to append and sort again: the kind of pair picks the event.
     inner = (
-        "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY p.i) AS seq, p.pk, p.changed"
+        f"SELECT p.seq, p.ni, p.oi, p.changed, CASE WHEN p.ni IS NULL THEN {opk} ELSE {npk} END AS pk"
         + (
-            f", (p.nj{minus}) AS r,"
-            " COALESCE((SELECT pg_catalog.jsonb_object_agg(c, p.oj -> c) FROM pg_catalog.unnest(p.changed) AS c"
-            f" WHERE c = ANY(ARRAY[{', '.join(_db.literal(n) for n in shown) or 'NULL'}]::pg_catalog.text[])),"
-            " '{}') AS old"
+            f", CASE WHEN p.ni IS NULL THEN {obj('o', shown)} ELSE {obj('n', shown)} END AS r,"
+            f" CASE WHEN p.ni IS NOT NULL AND p.oi IS NOT NULL THEN {old} END AS old"
             if row
             else ""
         )
-        + f" FROM ({pairs}) AS p{where}"
+        + f" FROM ({numbered}) AS p"
     )
-    extra = ", 'changed', e.changed" + (", 'row', e.r, 'old', e.old" if row else "")
-    return f"SELECT e.seq, e.pk, {_head(op, 'e', extra, context)} AS event FROM ({inner}) AS e"
+    return (
+        f"WITH {sides} {pairs} SELECT e.seq, e.pk,"
+        " CASE WHEN e.ni IS NULL THEN 'DELETE' WHEN e.oi IS NULL THEN 'INSERT' ELSE 'UPDATE' END::pg_catalog.text"
+        " AS op,"
+        f" CASE WHEN e.ni IS NULL THEN {_head('DELETE', 'e', moved_extra, context)}"
+        f" WHEN e.oi IS NULL THEN {_head('INSERT', 'e', moved_extra, context)}"
+        f" ELSE {_head('UPDATE', 'e', upd_extra, context)} END AS event"
+        f" FROM ({inner}) AS e"
+    )
 
 
-def _send_sql(
-    watch: dict[str, Any], op: str, events: str, context: bool
-) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
-    """The statement sending the events, its extra parameter types and values ($7 on)."""
+def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
+    """The statement sending the events, its extra parameter types and values ($7 to $9)."""
     kind = watch["kind"]
+    routing = (
+        "pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3), '{table}', $4),"
+        " '{op}', pg_catalog.lower(%s.op))"
+    )
     if kind == "notify":
         # Under 8000 bytes as it is; else the keys only (no row, old), marked truncated;
         # else not even the key. The short forms are built only when needed.
-        keys = _head(op, "s", ", 'truncated', true", context)
-        bare = _head(op, "s", ", 'truncated', true", context).replace(", 'pk', s.pk", "")
+        keys = _head("s.op", "s", [("truncated", "'true'")], context)
+        bare = keys.replace(""" || ', "pk" : ' || COALESCE(s.pk::pg_catalog.text, 'null')""", "")
         return (
             "SELECT pg_catalog.count(pg_catalog.pg_notify($7, CASE WHEN pg_catalog.octet_length(s.f) < 8000 THEN s.f"
-            f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare}::text END"
-            f" FROM (SELECT {keys}::text AS k) AS t) END)) AS n"
-            f" FROM (SELECT e.seq, e.pk, e.event::text AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
-            ("text",),
-            (watch["target"],),
+            f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare} END"
+            f" FROM (SELECT {keys} AS k) AS t) END)) AS n"
+            f" FROM (SELECT e.seq, e.pk, e.op, e.event AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            ("text", "text", "text"),
+            (watch["target"], None, None),
         )
     if kind == "queue":
         queue = queues.find(watch["target"])
@@ -446,23 +641,19 @@ def _send_sql(
                 f'pg_message_queue: watch {watch["watch_id"]}: queue "{watch["target"]}" does not exist; no events'
             )
             return None
-        if queue.type_sql == "jsonb":  # built as jsonb at once: no json text to parse again
-            events = events.replace("pg_catalog.json_build_object", "pg_catalog.jsonb_build_object")
-            events = re.sub(r"::pg_catalog\.json\b", "::pg_catalog.jsonb", events)
-        cast = "" if queue.type_sql == "jsonb" else f"::text::{queue.type_sql}"
+        cast = "" if queue.type_sql == "text" else f"::{queue.type_sql}"
         return (
             f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event{cast}"
             f" FROM ({events}) AS e ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
-            (),
-            (),
+            ("text", "text", "text"),
+            (None, None, None),
         )
     broker, exchange = watch["target"].split("/", 1)
     if watch.get("by_hand"):  # the caller's rights: through amqp.publish, which checks and flags
         return (
-            "SELECT pg_catalog.count(amqp.publish($7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace("
-            f"$9, '{{schema}}', $3), '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), s.event::text, 2,"
+            f"SELECT pg_catalog.count(amqp.publish($7, $8, {routing % 's'}, s.event, 2,"
             " 'application/json', message_id => $2 || ':' || s.seq)) AS n"
-            f" FROM (SELECT e.seq, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
             ("int4", "text", "text"),
             (int(broker), exchange, watch["routing_key"]),
         )
@@ -474,8 +665,7 @@ def _send_sql(
         " FROM amqp.broker AS br WHERE br.broker_id = $7),"
         " i AS (INSERT INTO amqp.outbox (broker_id, exchange, routing_key, message, delivery_mode, content_type,"
         " message_id, mandatory, strict)"
-        " SELECT $7, $8, pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3),"
-        f" '{{table}}', $4), '{{op}}', {_db.literal(op.lower())}), e.event::text, 2, 'application/json',"
+        f" SELECT $7, $8, {routing % 'e'}, e.event, 2, 'application/json',"
         " $2 || ':' || e.seq, b.m, b.s"
         f" FROM ({events}) AS e, b ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
         ("int4", "text", "text"),
@@ -567,51 +757,298 @@ def fire(td: dict[str, Any]) -> None:
         _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} does not exist; no events")
         return
     watch = dict(rows[0])
+    schema, table = td["table_schema"], td["table_name"]
     if int(watch["relid"]) != relid:
-        if not watch["gone"]:
+        under = _db.run(
+            "SELECT c.relispartition AS part, pg_catalog.pg_partition_root(c.oid)::pg_catalog.int8 AS root,"
+            " EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a WHERE a.relid = $2) AS under,"
+            " (SELECT n.nspname::text FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = r.relnamespace WHERE r.oid = $2) AS s,"
+            " (SELECT r.relname::text FROM pg_catalog.pg_class r WHERE r.oid = $2) AS t"
+            " FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            ("oid", "oid"),
+            (relid, int(watch["relid"])),
+        )[0]
+        if under["under"]:  # a partition of the watched table: the events name the watched table
+            schema, table = under["s"], under["t"]
+            watch["partition"] = f"{td['table_schema']}.{td['table_name']}"
+        elif not watch["gone"]:
             _db.warn(f"pg_message_queue: trigger {td['name']}: watch {watch_id} is not a watch of this table")
             return
-        # restored from a dump: the table has a new oid
-        _db.run(
-            f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1", ("int8", "oid"), (watch_id, relid)
-        )
-    _emit(td, watch, relid)
+        else:  # restored from a dump: the table has a new oid (a partition's root for its triggers)
+            adopted = int(under["root"]) if under["part"] else relid
+            _db.run(
+                f"UPDATE {_db.schema()}.pg_mq_watch SET relid = $2 WHERE watch_id = $1",
+                ("int8", "oid"),
+                (watch_id, adopted),
+            )
+            if under["part"]:
+                names = _db.run(
+                    "SELECT n.nspname::text AS s, c.relname::text AS t FROM pg_catalog.pg_class c"
+                    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                    ("oid",),
+                    (adopted,),
+                )[0]
+                schema, table = names["s"], names["t"]
+                watch["partition"] = f"{td['table_schema']}.{td['table_name']}"
+    _emit(td, watch, relid, schema, table)
 
 
-def _emit(td: dict[str, Any], watch: dict[str, Any], relid: int) -> None:
+_NOW = (
+    "SELECT pg_catalog.pg_current_xact_id()::text AS txid,"
+    " pg_catalog.to_jsonb(pg_catalog.clock_timestamp()) #>> '{}' AS ts,"
+    " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx,"
+    " pg_catalog.current_setting('pg_mq.suppress_events', true) AS quiet"
+)
+_ON = ("on", "true", "yes", "1", "t", "y", "tr", "tru", "ye")
+_OFF = ("", "off", "false", "no", "0", "f", "n", "of", "fa", "fal", "fals")
+
+
+def _suppressed(setting: str | None, relid: int) -> bool:
+    """Whether pg_mq.suppress_events = on applies to this statement: only when the session's
+    login role may watch the table (its owner or a superuser); any other writer's setting is
+    ignored with a WARNING, so no writer can hide its changes from the table's consumers."""
+    value = (setting or "").strip().lower()
+    if value in _OFF:
+        return False
+    if value not in _ON:
+        _db.warn(f"pg_message_queue: pg_mq.suppress_events = {setting!r} is not a boolean; events sent")
+        return False
+    allowed = _db.run(
+        "SELECT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER), false)"
+        " OR pg_catalog.pg_has_role(SESSION_USER, c.relowner, 'USAGE') AS ok"
+        " FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        ("oid",),
+        (relid,),
+    )
+    if allowed and allowed[0]["ok"]:
+        return True
+    _db.warn(
+        "pg_message_queue: pg_mq.suppress_events is honoured only for the table's owner or a superuser; events sent"
+    )
+    return False
+
+
+def _emit(
+    td: dict[str, Any], watch: dict[str, Any], relid: int, schema: str | None = None, table: str | None = None
+) -> None:
     op = td["event"]
+    now = _db.run(_NOW)[0]
+    if now["quiet"] and _suppressed(now["quiet"], relid):
+        return
     cols = columns(relid)
     for col in cols:
         problem = type_problem(int(col["type"]))
         if problem is not None:
             _db.warn(f'pg_message_queue: column "{col["name"]}" is left out of events: {problem}')
-    now = _db.run(
-        "SELECT pg_catalog.pg_current_xact_id()::text AS txid,"
-        " pg_catalog.to_jsonb(pg_catalog.clock_timestamp()) #>> '{}' AS ts,"
-        " pg_catalog.current_setting('pg_mq.event_context', true) AS ctx"
-    )[0]
+    _send(watch, op, cols, now, schema or td["table_schema"], table or td["table_name"])
+
+
+def _send(
+    watch: dict[str, Any],
+    op: str,
+    cols: list[dict[str, Any]],
+    now: dict[str, Any],
+    schema: str,
+    table: str,
+    source: str | None = None,
+    more: tuple[Any, ...] = (),
+) -> int:
+    """Build and send the events; returns how many were sent. ``source`` and ``more``
+    (text parameters from $12 on) are the snapshot's rows."""
     context = _context(now["ctx"])
     has_context = context != "{}"
-    sent = _send_sql(watch, op, _events_sql(op, watch, cols, has_context), has_context)
+    sent = _send_sql(watch, _events_sql(op, watch, cols, has_context, source), has_context)
     if sent is None:
-        return
+        return 0
     sql, types, extra = sent
     if _seq["txid"] != now["txid"]:
         _seq.update(txid=now["txid"], n=0)
     try:
         result = _db.run(
             sql,
-            ("int8", "text", "text", "text", "jsonb", "text", *types),
-            (_seq["n"], now["txid"], td["table_schema"], td["table_name"], context, now["ts"], *extra),
+            ("int8", "text", "text", "text", "jsonb", "text", *types, "text", "text", *("text",) * len(more)),
+            (
+                _seq["n"],
+                now["txid"],
+                schema,
+                table,
+                context,
+                now["ts"],
+                *extra,
+                json.dumps(schema, ensure_ascii=False),
+                json.dumps(table, ensure_ascii=False),
+                *more,
+            ),
         )
     except _db.SPIError as exc:
         # The target changed under the watch (a queue dropped in between, ...): the
         # user's statement goes on (each plpy.execute is its own subtransaction).
-        if _db.must_propagate(exc) or watch.get("by_hand"):
+        if _db.must_propagate(exc) or watch.get("by_hand") or source is not None:
             raise
         _db.warn(f"pg_message_queue: watch {watch['watch_id']}: {_db.message(exc)}; no events")
-        return
-    _seq["n"] += int(result[0]["n"])
+        return 0
+    n = int(result[0]["n"])
+    _seq["n"] += n
+    return n
+
+
+# ---- snapshot -----------------------------------------------------------------------------
+
+MAX_BATCH = 1_000_000
+
+_KEY_TYPE = """
+WITH RECURSIVE d(t, depth) AS (
+    SELECT $1::pg_catalog.oid, 0
+    UNION ALL
+    SELECT ty.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype = 'd'
+)
+SELECT ty.oid::pg_catalog.int8 AS oid, ty.typtype::text AS kind, pg_catalog.format_type(ty.oid, NULL) AS sql
+FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t ORDER BY d.depth DESC LIMIT 1
+"""
+
+
+def _key_type(name: str, type_oid: int, table: str) -> str:
+    """The SQL type a key column is compared as (its domain's base type), checked: ordering
+    it runs only built-in code (a superuser's types throughout, or an enum)."""
+    base = _db.run(_KEY_TYPE, ("oid",), (type_oid,))[0]
+    settled = _db.run(_JSON_CODE, ("oid",), (int(base["oid"]),))[0]["settled"]
+    if not settled and base["kind"] != "e":
+        _db.fail(
+            "42501",
+            f'key column "{name}" of table {table} has type {base["sql"]}, whose ordering may run a non-superuser\'s'
+            " code; a snapshot cannot page through it",
+            hint="Watch with key_columns of built-in types.",
+        )
+    return str(base["sql"])
+
+
+def _after(keys: list[tuple[str, bool, str]], first: int) -> str:
+    """SQL: the row x comes after the key given as text parameters $first, $first+1, ...
+    in the order (each key column ascending, NULLs last). Built-in operators only."""
+    params = [f"${first + i}::pg_catalog.text::{t}" for i, (_e, _n, t) in enumerate(keys)]
+    if not any(nullable for _e, nullable, _t in keys):
+        if len(keys) == 1:
+            return f"{keys[0][0]} OPERATOR(pg_catalog.>) {params[0]}"
+        return f"ROW({', '.join(e for e, _n, _t in keys)}) OPERATOR(pg_catalog.>) ROW({', '.join(params)})"
+    ors = []
+    for i, (expr, _nullable, _t) in enumerate(keys):
+        same = [f"{keys[j][0]} IS NOT DISTINCT FROM {params[j]}" for j in range(i)]
+        p = f"${first + i}"
+        later = f"({p} IS NOT NULL AND ({expr} IS NULL OR {expr} OPERATOR(pg_catalog.>) {params[i]}))"
+        ors.append("(" + " AND ".join([*same, later]) + ")")
+    return "(" + " OR ".join(ors) + ")"
+
+
+def snapshot(table_name: str | None, target: str | None, batch_size: int | None) -> int:
+    """Send op READ events for the rows already in the table, in key order, to the target of
+    one of its watches, batch_size rows per statement (keyset pagination); returns how many."""
+    table = _table(table_name)
+    name, relid = table["name"], int(table["oid"])
+    if batch_size is None:
+        _db.fail("22004", "batch_size must not be NULL")
+    if not 1 <= batch_size <= MAX_BATCH:
+        _db.fail("22023", f"batch_size must be between 1 and {MAX_BATCH}, not {batch_size}")
+    rows = _db.run(
+        "SELECT watch_id, relid::pg_catalog.int8 AS relid, kind, target, routing_key, payload, columns,"
+        f" ignore_columns, key_columns FROM {_db.schema()}.pg_mq_watch WHERE relid = $1"
+        " AND ($2::text IS NULL OR target = $2 OR (kind = 'amqp' AND pg_catalog.split_part(target, '/', 2) = $2))"
+        " ORDER BY watch_id",
+        ("oid", "text"),
+        (relid, target),
+    )
+    if not rows:
+        _db.fail(
+            "42704",
+            f"table {name} has no watch" + (f" to {target!r}" if target is not None else ""),
+            hint="A snapshot goes to a watch's target: watch the table first (pg_mq_watch_notify/_queue/_amqp).",
+        )
+    if len(rows) > 1:
+        _db.fail(
+            "22023",
+            f"table {name} has {len(rows)} watches; name the target of the snapshot",
+            hint="pg_mq_watch_snapshot(table, target => '...'): a channel, queue or exchange of pg_mq_watches.",
+        )
+    watch = dict(rows[0])
+    if watch["kind"] == "queue":
+        queue = queues.find(watch["target"])
+        if queue is None or not queues.table_exists(queue):
+            _db.fail("42P01", f'queue "{watch["target"]}" of the watch of table {name} does not exist')
+    cols = columns(relid)
+    by_name = {c["name"]: c for c in cols}
+    keys = _key_names(watch, cols)
+    if not keys:
+        _db.fail(
+            "22023",
+            f"table {name} has no primary key and its watch no key_columns: a snapshot has no order to page by",
+            hint="Watch it again with key_columns => ARRAY['...'].",
+        )
+    nullable = {
+        r["name"]
+        for r in _db.run(
+            "SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0"
+            " AND NOT a.attisdropped AND NOT a.attnotnull",
+            ("oid",),
+            (relid,),
+        )
+    }
+    order = [(f"x.{_db.ident(k)}", k in nullable, _key_type(k, int(by_name[k]["type"]), name)) for k in keys]
+    if watch["key_columns"]:  # not known to be unique: the row's place breaks ties
+        if table["kind"] == "p":
+            order.append(("x.tableoid", False, "pg_catalog.oid"))
+        order.append(("x.ctid", False, "pg_catalog.tid"))
+    sort = ", ".join(f"{e} USING OPERATOR(pg_catalog.<)" + (" NULLS LAST" if n else "") for e, n, _t in order)
+    texts = ", ".join(f"{e}::pg_catalog.text AS k{i}" for i, (e, _n, _t) in enumerate(order))
+    width = len(order)
+    # $1.. $width: the last key sent (all NULL before the first batch, with a flag)
+    bound_sql = (
+        f"SELECT {texts} FROM {name} AS x WHERE $%d OR {_after(order, 1)} ORDER BY {sort} OFFSET $%d LIMIT 1"
+        % (width + 1, width + 2)
+    )
+    bound_types = (*("text",) * width, "bool", "int8")
+    now = _db.run(_NOW)[0]
+    meta = _db.run(
+        "SELECT n.nspname::text AS s, c.relname::text AS t FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        ("oid",),
+        (relid,),
+    )[0]
+    # the batch: after $12.. (unless $12+2w is true: the first), not after $12+w.. (unless the last)
+    lo, hi = 12, 12 + width
+    flags = 12 + 2 * width
+    source = (
+        f"(SELECT * FROM {name} AS x WHERE (${flags}::pg_catalog.text::pg_catalog.bool OR {_after(order, lo)})"
+        f" AND (${flags + 1}::pg_catalog.text::pg_catalog.bool OR NOT {_after(order, hi)})"
+        f" ORDER BY {sort}) AS x"
+    )
+    last: list[str | None] = [None] * width
+    first = True
+    total = 0
+    while True:
+        try:
+            found = _db.run(bound_sql, bound_types, (*last, first, batch_size - 1))
+        except _db.SPIError as exc:
+            if exc.sqlstate == "42883":
+                _db.fail(
+                    "42883",
+                    f"the key of table {name} ({', '.join(keys)}) has a type without built-in ordering:"
+                    f" {_db.message(exc)}",
+                )
+            raise
+        upper = [found[0][f"k{i}"] for i in range(width)] if found else [None] * width
+        total += _send(
+            watch,
+            "READ",
+            cols,
+            now,
+            meta["s"],
+            meta["t"],
+            source,
+            (*last, *upper, "t" if first else "f", "f" if found else "t"),
+        )
+        if not found:
+            return total
+        last, first = upper, False
 
 
 def _context(text: str | None) -> str:

@@ -182,6 +182,19 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
             f'queue "{queue.channel}" is the dead-letter queue of {", ".join(repr(u) for u in users)}',
             hint="Reset their max_deliveries (or point dead_letter_queue elsewhere) first.",
         )
+    from . import events  # events imports this module
+
+    watches = events.watches_into(queue.channel)
+    if watches and not force:
+        _db.fail(
+            "55006",
+            f'queue "{queue.channel}" is the target of '
+            + ", ".join(f"watch {w['watch_id']} of table {w['tbl']}" for w in watches),
+            hint=f"Unwatch first (SELECT pg_mq_unwatch(table, '{queue.channel}')),"
+            " or drop it with force => true, which removes those watches too.",
+        )
+    for w in watches:
+        events.remove_watch(int(w["watch_id"]))
     if not force and table_exists(queue):
         waiting = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {queue.table} WHERE delivered_at IS NULL")[0]["n"]
         if waiting:

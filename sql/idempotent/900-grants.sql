@@ -62,7 +62,9 @@ REVOKE ALL ON FUNCTION pg_mq_watch_amqp(
     regclass, integer, text, text, text[], text, text[], text[], text[]
 ) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_unwatch(regclass, text) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_watch_snapshot(regclass, text, integer) FROM public;
 REVOKE ALL ON FUNCTION _pg_mq_watch_fire() FROM public;
+REVOKE ALL ON FUNCTION _pg_mq_watch_sync_partitions() FROM public;
 REVOKE ALL ON pg_mq_watch FROM public;
 REVOKE ALL ON SEQUENCE pg_mq_watch_watch_id_seq FROM public;
 GRANT SELECT ON pg_mq_watches TO public;
