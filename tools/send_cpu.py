@@ -4,7 +4,8 @@ plpgsql loop rolled back, median of interleaved rounds (alternating order).
 CPU time rather than wall time, because the machine it runs on is shared. Compares
 pg_mq_send_message as installed with the wrapper as it was before the generated
 send functions (PL/pgSQL around the PL/Python ``_pg_mq_send``, recreated here), and
-shows the layers of the new path. Usage (after make install):
+shows the layers of the new path; then the same sends one per transaction from a
+client (per-transaction costs included). Usage (after make install):
 
     .venv/bin/python tools/send_cpu.py [--calls 3000] [--rounds 9]
 """
@@ -15,6 +16,7 @@ import argparse
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from statistics import median
 
@@ -103,11 +105,31 @@ def main() -> None:
                     db.execute("ROLLBACK")
                     if r:
                         got[name].append(used / args.calls * 1e6)
-        print(
-            f"server CPU µs per call ({args.calls} calls per loop, median of {args.rounds} interleaved rounds, range)"
-        )
+            # The same from a client: one send per transaction (autocommit, prepared,
+            # synchronous_commit off), where per-transaction costs count too.
+            db.execute("SET synchronous_commit = off")
+            statements = {
+                "before: wrapper -> _pg_mq_send (PL/Python)": "SELECT bench_prior.send_python('bench', %s::text)",
+                "now: pg_mq_send_message as installed": "SELECT pg_mq_send_message('bench', %s::text)",
+                "INSERT into the queue table (NOTIFY trigger)": "INSERT INTO pg_mq_queue_bench (payload) VALUES (%s)",
+            }
+            per_tx: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in statements}
+            n = args.calls // 2
+            for r in range(args.rounds + 1):
+                for name in list(statements) if r % 2 else list(reversed(statements)):
+                    start, t0 = cpu(), time.perf_counter()
+                    for _ in range(n):
+                        db.execute(statements[name], ("m" * 100,), prepare=True)
+                    t1, used = time.perf_counter(), cpu() - start
+                    if r:
+                        per_tx[name][0].append(used / n * 1e6)
+                        per_tx[name][1].append((t1 - t0) / n * 1e6)
+        print(f"server CPU µs per call ({args.calls} calls per loop, median of {args.rounds} interleaved rounds)")
         for name, values in got.items():
             print(f"  {name:<52} {median(values):7.1f}  ({min(values):.0f}-{max(values):.0f})")
+        print(f"one send per transaction from one client ({n} per round, sync off, prepared): server CPU (range), wall")
+        for name, (c, w) in per_tx.items():
+            print(f"  {name:<52} {median(c):7.1f}  ({min(c):.0f}-{max(c):.0f})  {median(w):7.1f}")
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
