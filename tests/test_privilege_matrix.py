@@ -151,7 +151,7 @@ RECEIVER_TABLE = {
     *((QUEUE, c, "UPDATE") for c in ("delivered_at", "visible_at", "read_count")),
 }
 EVERYONE_TABLE = {("pg_mq_config_catalog", None, "SELECT"), *(("pg_mq_config_catalog", c, "SELECT") for c in (
-    "channel", "table_name", "payload_type", "settings", "created_at", "created_by")),
+    "channel", "table_name", "payload_type", "settings", "created_at", "created_by", "send_call")),
     ("pg_mq_watches", None, "SELECT"), *(("pg_mq_watches", c, "SELECT") for c in (
     "watch_id", "watched_table", "kind", "target", "broker_id", "routing_key", "operations", "payload", "columns",
     "ignore_columns", "key_columns", "created_by", "created_at"))}  # fmt: skip

@@ -254,6 +254,25 @@ def _pgq_variant(kind: str) -> Variant:
 
 
 SEND1 = f"SELECT pg_mq_send_message('{CHANNEL}', %s::text)"
+# pg_mq_send_message as it was before the generated send functions (PL/pgSQL
+# around the PL/Python _pg_mq_send), recreated beside the installed one so both
+# are measured in the same run.
+PY_SEND1 = f"SELECT bench_prior.send_python('{CHANNEL}', %s::text)"
+PRIOR_SEND_SQL = """
+CREATE FUNCTION bench_prior.send_python(in_channel text, in_payload text)
+RETURNS {ext}.pg_mq_sent LANGUAGE plpgsql AS $$
+DECLARE
+    sent {ext}.pg_mq_sent;
+BEGIN
+    sent := {ext}._pg_mq_send(in_channel, 25, in_payload, NULL, 0, NULL, NULL);
+    IF sent.sent_at IS NULL THEN
+        sent.sent_at := pg_catalog.now();
+        sent.sent_by := SESSION_USER;
+        sent.visible_at := pg_catalog.now();
+    END IF;
+    RETURN sent;
+END
+$$"""
 RAW_INSERT = "INSERT INTO raw_q (payload) VALUES (%s)"
 RAW_INSERT_NOTIFY = (
     "WITH i AS (INSERT INTO raw_q (payload) VALUES (%s) RETURNING id)"
@@ -293,6 +312,13 @@ def _send1_case(sync: str, target: float) -> Case:
             Variant("raw", RAW_INSERT, _exec(RAW_INSERT)),
             Variant("raw+NOTIFY", RAW_INSERT_NOTIFY, _exec(RAW_INSERT_NOTIFY)),
             Variant("ext SQL", EXT_SQL_SEND + "  (queue table + trigger, no PL/Python)", _exec(EXT_SQL_SEND), "ext"),
+            Variant(
+                "ext Python path",
+                PY_SEND1 + "  (pg_mq_send_message before the generated send functions)",
+                _exec(PY_SEND1),
+                "ext",
+                ("_pg_mq_send",),
+            ),
             _pgq_variant("send1"),
         ],
         target=target,
@@ -1067,6 +1093,14 @@ def setup_layers(admin: psycopg.Connection) -> tuple[list[tuple[str, str]], list
         steps.append(
             ("1.0's inlined SQL wrapper -> _pg_mq_send", f"PERFORM bench_layers.send_inline('{CHANNEL}', {p})")
         )
+    call = admin.execute(
+        f"SELECT to_jsonb(c) ->> 'send_call' FROM {ext}.pg_mq_config_catalog c WHERE channel = %s", (CHANNEL,)
+    ).fetchone()[0]
+    if call:
+        # send_call is "SELECT <function>($1, $2, $3, $4, $5)": payload, its type, delay, priority, headers.
+        direct = call.split("(")[0].replace("SELECT", "PERFORM", 1) + f"({p}, 25, NULL, 0, NULL)"
+        steps.append(("generated send function directly", direct))
+    steps.append(("pg_mq_send_message before (-> _pg_mq_send)", f"PERFORM bench_prior.send_python('{CHANNEL}', {p})"))
     steps.append(("pg_mq_send_message(...) as installed", f"PERFORM {ext}.pg_mq_send_message('{CHANNEL}', {p})"))
     client = [
         ("SELECT 1 (round trip + commit)", "SELECT 1"),
@@ -1077,6 +1111,7 @@ def setup_layers(admin: psycopg.Connection) -> tuple[list[tuple[str, str]], list
     ]
     if inline:
         client.append(("SELECT 1.0's inlined SQL wrapper", f"SELECT bench_layers.send_inline('{CHANNEL}', %s::text)"))
+    client.append(("SELECT pg_mq_send_message before (-> _pg_mq_send)", PY_SEND1))
     client.append(("SELECT pg_mq_send_message(...) as installed", SEND1))
     return steps, client
 
@@ -1313,6 +1348,8 @@ def main(argv: list[str]) -> None:
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute("CREATE EXTENSION pg_message_queue CASCADE")
             admin.execute("SELECT pg_mq_create_queue(%s, 'text')", (CHANNEL,))
+            admin.execute("CREATE SCHEMA bench_prior")
+            _try(admin, PRIOR_SEND_SQL.replace("{ext}", _ext_schema(admin)))
             admin.execute(
                 "CREATE TABLE raw_q (id bigserial PRIMARY KEY,"
                 " sent_at timestamptz NOT NULL DEFAULT now(), payload text NOT NULL)"

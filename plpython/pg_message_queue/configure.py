@@ -7,7 +7,7 @@ import json
 
 from . import _db, settings
 from .names import channel_problem
-from .queues import Queue, _catalog, check_channel, create_queue, find, get
+from .queues import Queue, _catalog, build_send_function, check_channel, create_queue, find, get
 
 
 def set_queue_config(channel: str | None, key: str | None, value: str | None) -> str:
@@ -64,6 +64,7 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
         ("text", "text"),
         (queue.channel, json.dumps(merged)),
     )
+    build_send_function(get(queue.channel))
     return rows[0]["settings"]
 
 

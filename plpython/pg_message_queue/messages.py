@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import _db, queues
-from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, Queue
+from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, TEXT_OIDS, Queue
 
-TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type's input
 _SENT = "msg_id, sent_at, sent_by, delivered_at, visible_at"
 # What a new message returns before pg_mq_send_message fills in its times (pg_mq_sent,
 # by name: its attributes are the original's pg_mq_base columns, then ours).

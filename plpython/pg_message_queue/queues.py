@@ -6,6 +6,7 @@ in ``payload_types``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,7 +151,74 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         ("text", "name", "int8"),
         (channel, table, type_oid),
     )
+    build_send_function(get(channel))
     return rows[0]
+
+
+TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type's input
+_SEND_ARGS = "(pg_catalog.text, pg_catalog.oid, pg_catalog.interval, pg_catalog.int4, pg_catalog.jsonb)"
+
+
+def send_function(channel: str) -> str:
+    """The qualified name of ``channel``'s generated send function (one per channel
+    name, so a re-created queue replaces its predecessor's)."""
+    digest = hashlib.sha256(channel.encode()).hexdigest()[:32]
+    return f"{_db.schema()}._pg_mq_send_{digest}"
+
+
+def build_send_function(queue: Queue) -> None:
+    """Generate the queue's send function and record the call in its catalog row.
+
+    pg_mq_send_message (PL/pgSQL) runs the call for a send without dedup_key, so
+    the common send never enters PL/Python; the function's plan is cached per
+    backend. It is a plain INSERT with what Python decided baked in: the table,
+    the payload type (by its schema-qualified name), priority 0 when the queue
+    ignores priorities. It returns NULL, inserting nothing, when the payload's
+    type is neither the queue's nor text, or when the catalog row no longer
+    describes what it was built from (table, type, settings): the wrapper then
+    takes the Python path, which gives the error or looks the queue up afresh.
+    So a function can never send with settings the queue no longer has. It runs
+    with the caller's rights (the queue table's privileges decide, as for a
+    direct INSERT); it belongs to the extension's owner like the catalog that
+    names it, so no sender can change what other senders run.
+    """
+    row = _db.run(
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) AS type_name,"
+        " c.table_name, c.settings::text AS settings"
+        f" FROM {_catalog()} c, pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
+        " WHERE c.channel = $1 AND t.oid = c.payload_type",
+        ("text",),
+        (queue.channel,),
+    )[0]
+    kinds = " AND ".join(f"$2 OPERATOR(pg_catalog.<>) {oid}::pg_catalog.oid" for oid in (queue.type_oid, *TEXT_OIDS))
+    priority = "$4" if queue.settings.priority_ordering else "0"
+    body = (
+        "DECLARE id pg_catalog.int8; BEGIN"
+        f" IF $2 IS NULL OR ({kinds}) THEN RETURN NULL; END IF;"
+        f" INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
+        f" SELECT $1::{row['type_name']},"
+        " pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE($3, '0'::pg_catalog.interval), "
+        f"{priority}, $5"
+        f" WHERE EXISTS (SELECT FROM {_catalog()} c WHERE c.channel OPERATOR(pg_catalog.=) {_db.literal(queue.channel)}"
+        f" AND c.table_name OPERATOR(pg_catalog.=) {_db.literal(row['table_name'])}::pg_catalog.name"
+        f" AND c.payload_type::pg_catalog.oid OPERATOR(pg_catalog.=) {queue.type_oid}::pg_catalog.oid"
+        f" AND c.settings OPERATOR(pg_catalog.=) {_db.literal(row['settings'])}::pg_catalog.jsonb)"
+        " RETURNING msg_id INTO id;"
+        " RETURN id; END"
+    )
+    name = send_function(queue.channel)
+    _db.ddl(
+        f"CREATE OR REPLACE FUNCTION {name}{_SEND_ARGS} RETURNS pg_catalog.int8 LANGUAGE plpgsql AS {_db.literal(body)}"
+    )
+    _db.ddl(
+        f"COMMENT ON FUNCTION {name}{_SEND_ARGS} IS"
+        f" {_db.literal('Generated: pg_mq_send_message of queue ' + queue.channel)}"
+    )
+    _db.run(
+        f"UPDATE {_catalog()} SET send_call = $2 WHERE channel = $1",
+        ("text", "text"),
+        (queue.channel, f"SELECT {name}($1, $2, $3, $4, $5)"),
+    )
 
 
 def _create_trigger(qualified: str, channel: str, enabled: bool = True) -> None:
@@ -204,6 +272,7 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
                 hint="Read or purge them first, or call pg_mq_drop_queue(channel, force => true).",
             )
     _db.ddl(f"DROP TABLE IF EXISTS {queue.table}")  # IF EXISTS: a table dropped by hand
+    _db.ddl(f"DROP FUNCTION IF EXISTS {send_function(queue.channel)}{_SEND_ARGS}")
     _db.run(f"DELETE FROM {_catalog()} WHERE channel = $1", ("text",), (channel,))
     _db.forget(queue.table)
     return True
@@ -231,6 +300,7 @@ def rebuild_triggers() -> int:
             continue
         _db.ddl(f"DROP TRIGGER IF EXISTS pg_mq_notify ON {queue.table}")
         _create_trigger(queue.table, queue.channel, queue.settings.notify)
+        build_send_function(queue)
         done += 1
     return done
 

@@ -1,0 +1,173 @@
+"""pg_mq_send_message's fast path: a send without dedup_key runs the queue's generated
+PL/pgSQL send function, never PL/Python; anything else, and any catalog row that no
+longer describes what the function was built from, takes the Python path."""
+
+import psycopg
+import pytest
+from helpers import as_role, fails
+
+
+def python_calls(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[int, object]:
+    """Run ``sql`` in a transaction of its own; return how often it entered the PL/Python
+    _pg_mq_send and its first row. The transaction is committed."""
+    if conn.execute("SHOW track_functions").fetchone()[0] != "all":
+        conn.execute("SET track_functions = 'all'")
+    # The xact view also holds counts of earlier transactions not yet flushed: take the difference.
+    count = "SELECT COALESCE(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = '_pg_mq_send'"
+    with conn.transaction():
+        before = conn.execute(count).fetchone()[0]
+        row = conn.execute(sql, params).fetchone()
+        calls = conn.execute(count).fetchone()[0] - before
+    return int(calls), row
+
+
+def generated(db: psycopg.Connection, channel: str = "q") -> str:
+    call = db.execute("SELECT send_call FROM pg_mq_config_catalog WHERE channel = %s", (channel,)).fetchone()[0]
+    assert call is not None
+    return call[len("SELECT ") : call.index("(")]
+
+
+def test_a_plain_send_never_enters_python_and_returns_what_the_row_holds(db):
+    db.execute("SELECT pg_mq_create_queue('q', 'integer')")
+    calls, row = python_calls(
+        db,
+        "SELECT msg_id, channel, sent_at, sent_by, visible_at, deduplicated"
+        " FROM pg_mq_send_message('q', 42, delay => '1 hour', priority => 3, headers => '{\"k\": \"v\"}')",
+    )
+    assert calls == 0
+    stored = db.execute(
+        "SELECT msg_id, 'q', sent_at, sent_by, visible_at, false, payload, priority, headers"
+        " FROM pg_mq_queue_q WHERE msg_id = %s",
+        (row[0],),
+    ).fetchone()
+    assert tuple(row) == stored[:6]
+    assert stored[6:] == (42, 3, {"k": "v"})
+    # Text (and untyped literals) are parsed by the queue type's input, as before.
+    calls, row = python_calls(db, "SELECT msg_id FROM pg_mq_send_message('q', '7')")
+    assert calls == 0
+    assert db.execute("SELECT payload FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 7
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate", "match"),
+    [
+        ("pg_mq_send_message('q', NULL::integer)", "22004", 'payload for queue "q" must not be NULL'),
+        ("pg_mq_send_message('q', 1, priority => NULL)", "22004", "priority must not be NULL"),
+        ("pg_mq_send_message('q', 1, delay => '-1 second')", "22023", "delay must not be negative"),
+        ("pg_mq_send_message('q', 1, delay => '1 day -25 hours')", "22023", "delay must not be negative"),
+        ("pg_mq_send_message('q', 1, headers => '[1]')", "22023", "headers must be a JSON object"),
+        ("pg_mq_send_message('q', 1.5)", "42804", 'queue "q" holds integer, not numeric'),
+        ("pg_mq_send_message('q', 'x'::text)", "22P02", "integer"),
+        ("pg_mq_send_message('nope', 1)", "42704", 'queue "nope" does not exist'),
+        ("pg_mq_send_message(NULL, 1)", "22004", "channel must not be NULL"),
+    ],
+)
+def test_what_the_python_path_refuses_is_refused_the_same_way(db, call, sqlstate, match):
+    db.execute("SELECT pg_mq_create_queue('q', 'integer')")
+    fails(db, f"SELECT * FROM {call}", sqlstate=sqlstate, match=match)
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 0
+
+
+def test_dedup_sends_and_refused_types_take_the_python_path(db):
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    calls, first = python_calls(db, "SELECT msg_id, deduplicated FROM pg_mq_send_message('q', 'a', dedup_key => 'k')")
+    assert calls == 1 and first[1] is False
+    calls, again = python_calls(db, "SELECT msg_id, deduplicated FROM pg_mq_send_message('q', 'b', dedup_key => 'k')")
+    assert calls == 1 and again == (first[0], True)
+
+
+def test_a_settings_change_rebuilds_the_function_and_another_session_follows(connect):
+    sender, admin = connect(), connect()
+    admin.execute("SELECT pg_mq_create_queue('q', 'text')")
+    before = admin.execute("SELECT send_call FROM pg_mq_config_catalog").fetchone()[0]
+    assert python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'a', priority => 5)")[0] == 0
+    admin.execute("SELECT pg_mq_set_queue_config('q', 'priority_ordering', 'off')")
+    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'b', priority => 5)")
+    assert calls == 0
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 0
+    assert admin.execute("SELECT send_call FROM pg_mq_config_catalog").fetchone()[0] == before
+
+
+def test_a_catalog_row_changed_behind_the_function_sends_through_python(connect):
+    """A row the function was not built from (here edited by hand by a superuser) is
+    never sent with the function's stale idea of it."""
+    sender, admin = connect(), connect()
+    admin.execute("SELECT pg_mq_create_queue('q', 'text')")
+    admin.execute("UPDATE pg_mq_config_catalog SET settings = '{\"priority_ordering\": false}' WHERE channel = 'q'")
+    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'b', priority => 5)")
+    assert calls == 1
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 0
+    admin.execute("SELECT pg_mq_rebuild_triggers()")  # builds it again from the row as it is
+    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'c', priority => 5)")
+    assert calls == 0
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 0
+
+
+def test_a_queue_recreated_with_another_type_in_one_transaction_is_followed(connect):
+    sender, admin = connect(), connect(autocommit=False)
+    admin.execute("SELECT pg_mq_create_queue('q', 'text')")
+    admin.commit()
+    python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'a')")
+    admin.execute("SELECT pg_mq_drop_queue('q', force => true)")
+    admin.execute("SELECT pg_mq_create_queue('q', 'integer')")
+    admin.execute("SELECT pg_mq_set_queue_config('q', 'priority_ordering', 'off')")
+    admin.commit()
+    fails(sender, "SELECT pg_mq_send_message('q', 'x'::text)", sqlstate="22P02", match="integer")
+    assert python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 9, priority => 4)")[0] == 0
+    assert admin.execute("SELECT payload, priority FROM pg_mq_queue_q").fetchall() == [(9, 0)]
+
+
+def test_dropping_a_queue_drops_its_function_and_an_upgraded_queue_without_one_still_sends(db):
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    fn = generated(db)
+    db.execute("SELECT pg_mq_drop_queue('q')")
+    assert db.execute("SELECT to_regproc(%s)", (fn,)).fetchone()[0] is None
+    # A queue from a release before send_call: the Python path, until rebuilt.
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("UPDATE pg_mq_config_catalog SET send_call = NULL")
+    calls, _ = python_calls(db, "SELECT msg_id FROM pg_mq_send_message('q', 'a')")
+    assert calls == 1
+    assert db.execute("SELECT pg_mq_rebuild_triggers()").fetchone()[0] == 1
+    assert python_calls(db, "SELECT msg_id FROM pg_mq_send_message('q', 'b')")[0] == 0
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q").fetchone()[0] == 2
+
+
+def test_no_sender_can_change_what_other_senders_run(db, dsn):
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    fn = generated(db)
+    owner, definer, config = db.execute(
+        "SELECT pg_get_userbyid(p.proowner) = (SELECT pg_get_userbyid(extowner) FROM pg_extension"
+        " WHERE extname = 'pg_message_queue'), p.prosecdef, p.proconfig FROM pg_proc p WHERE p.oid = %s::regproc",
+        (fn,),
+    ).fetchone()
+    assert owner is True and definer is False and config is None
+    db.execute("CREATE ROLE fast_sender LOGIN")
+    db.execute("ALTER ROLE fast_sender SET track_functions = 'all'")
+    try:
+        db.execute("SELECT pg_mq_grant('q', 'fast_sender', 'send')")
+        with psycopg.connect(as_role(dsn, "fast_sender"), autocommit=True) as sender:
+            assert python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'mine')")[0] == 0
+            fails(sender, "UPDATE pg_mq_config_catalog SET send_call = 'SELECT 1'", sqlstate="42501", match="denied")
+            fails(
+                sender,
+                f"CREATE OR REPLACE FUNCTION {fn}(text, oid, interval, int4, jsonb) RETURNS int8"
+                " LANGUAGE sql AS 'SELECT 1::int8'",
+                sqlstate="42501",
+                match="",
+            )
+            # Calling the function directly is only an INSERT the sender may do anyway.
+            fails(sender, "DELETE FROM pg_mq_queue_q", sqlstate="42501", match="denied")
+        with psycopg.connect(as_role(dsn, "fast_sender"), autocommit=True) as other:
+            db.execute("SELECT pg_mq_revoke('q', 'fast_sender', 'all')")
+            fails(other, "SELECT pg_mq_send_message('q', 'after revoke')", sqlstate="42501", match="denied")
+    finally:
+        db.execute("DROP OWNED BY fast_sender")
+        db.execute("DROP ROLE fast_sender")
+
+
+@pytest.mark.parametrize("channel", ["it's; DROP TABLE x; --", "q\"$body$'", "ünï cødé " * 3 + "ünï cødé", "x" * 51])
+def test_hostile_channel_names_get_a_working_function(db, channel):
+    db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+    calls, row = python_calls(db, "SELECT msg_id FROM pg_mq_send_message(%s, 'x'::text)", (channel,))
+    assert calls == 0 and row[0] is not None
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text(%s, 5)", (channel,))] == ["x"]
