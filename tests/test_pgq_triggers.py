@@ -296,6 +296,23 @@ def test_magic_columns(pair, trig) -> None:
     )
 
 
+@pytest.mark.parametrize("trig", TRIGGERS)
+def test_dropped_and_added_columns(pair, trig) -> None:
+    same(
+        pair,
+        [
+            "CREATE TABLE t (id int, gone text, v text, PRIMARY KEY (id))",
+            f"CREATE TRIGGER tg AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION pgq.{trig}('q')",
+            "INSERT INTO t VALUES (1, 'x', 'a')",
+            "ALTER TABLE t DROP COLUMN gone",
+            "INSERT INTO t VALUES (2, 'b')",
+            "ALTER TABLE t ADD COLUMN added bool DEFAULT true",
+            "UPDATE t SET v = v || '!'",
+            "DELETE FROM t WHERE id = 1",
+        ],
+    )
+
+
 ERROR_TRIGGERS = [
     "FOR EACH ROW EXECUTE FUNCTION pgq.{trig}()",
     "FOR EACH ROW EXECUTE FUNCTION pgq.{trig}('q', 'bogus')",

@@ -16,6 +16,7 @@ created the trigger) runs as that role, and pgq.insert_event needs pgq_writer.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .. import _db
@@ -61,8 +62,8 @@ TABLE_INFO = (
     "   WHERE oc.opcdefault AND am.amname OPERATOR(pg_catalog.=) ANY ('{btree,hash}')"
     "   AND (oc.opcintype OPERATOR(pg_catalog.=) ANY (ARRAY[a.atttypid, t.typbasetype])"
     "    OR oc.opcintype OPERATOR(pg_catalog.=) CASE t.typtype WHEN 'c' THEN 'pg_catalog.record'::pg_catalog.regtype"
-    "     WHEN 'e' THEN 'pg_catalog.anyenum'::pg_catalog.regtype WHEN 'r' THEN 'pg_catalog.anyrange'::pg_catalog.regtype"
-    "     END"
+    "     WHEN 'e' THEN 'pg_catalog.anyenum'::pg_catalog.regtype"
+    "     WHEN 'r' THEN 'pg_catalog.anyrange'::pg_catalog.regtype END"
     "    OR EXISTS (SELECT FROM pg_catalog.pg_cast k WHERE k.castmethod OPERATOR(pg_catalog.=) 'b'"
     "     AND k.castsource OPERATOR(pg_catalog.=) ANY (ARRAY[a.atttypid, t.typbasetype])"
     "     AND k.casttarget OPERATOR(pg_catalog.=) oc.opcintype)))"
@@ -167,18 +168,21 @@ class Event:
 def fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str] | None, statement: str,
          replication_role: str, old_text: str | None, new_text: str | None, old_json: str | None,
          new_json: str | None) -> list[str] | None:  # fmt: skip
-    """One firing of pgq.<kind>: None to go on, ["skip"] for a BEFORE trigger to drop the
-    row, or [sqlstate, message] of PgQ's error."""
+    """One firing of pgq.<kind>, for its PL/pgSQL wrapper: None to go on, ``["skip"]`` for
+    a BEFORE trigger to drop the row, ``["error", sqlstate, message]`` to raise PgQ's
+    error, or ``["event" | "event-skip", queue, ev_type, ev_data, ev_extra1..4]`` for the
+    wrapper to call pgq.insert_event with (SQL's own call: no PL/Python subtransaction
+    per event), then go on or drop the row."""
     try:
         return _fire(kind, relid, op, when, level, argv or [], statement, replication_role, old_text, new_text,
                      old_json, new_json)  # fmt: skip
     except PgqError as exc:
-        return [exc.sqlstate, exc.message]
+        return ["error", exc.sqlstate, exc.message]
     except _db.SPIError as exc:
         state = getattr(exc, "sqlstate", None) or "XX000"
         if state[:2] in ("57", "40", "53", "58") or state in ("XX001", "XX002"):
             raise  # cancels, shutdowns, serialization failures, corruption: as they are
-        return [state, _db.message(exc)]
+        return ["error", state, _db.message(exc)]
 
 
 def _fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str], statement: str,
@@ -221,6 +225,7 @@ def _fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str]
     if tgargs.deny:
         raise PgqError(f"Table '{table.name}' to queue '{queue}': change not allowed ({OP_STR[op_type]})")
     skip_row = tgargs.skip
+    event: list[Any] | None = None
     if tgargs.backup and op_type == "U":
         ev.fields[EV_EXTRA2] = jsonenc_row(ev, ev.old, old_json) if kind == JSON else urlenc_row(ev, ev.old)
     ev.fields[EV_EXTRA1] = table.name
@@ -229,7 +234,7 @@ def _fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str]
         sql = make_sql(ev)
         if sql is not None:
             ev.fields[EV_DATA] = sql
-            insert_tg_event(ev, queue)
+            event = tg_event(ev, queue)
     else:
         row_json = new_json  # the wrapper's to_json of NEW, or of OLD for DELETE
         if kind == JSON:
@@ -241,7 +246,9 @@ def _fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str]
                 ev.fields[EV_DATA] = jsonenc_row(ev, ev.row, row_json)
             else:
                 ev.fields[EV_DATA] = urlenc_row(ev, ev.row)
-            insert_tg_event(ev, queue)
+            event = tg_event(ev, queue)
+    if event is not None:
+        return ["event-skip" if skip_row else "event", *event]
     return ["skip"] if skip_row else None
 
 
@@ -413,9 +420,7 @@ def sql_token(s: str, p: int) -> tuple[int, int]:
             if s[p] in _DIGIT or s[p] == ".":
                 p += 1
             elif s[p] in "eE":
-                if at(p + 1) != "" and at(p + 1) in ".+-":
-                    p += 2
-                elif at(p + 1) != "" and at(p + 1) in _DIGIT:
+                if at(p + 1) != "" and (at(p + 1) in ".+-" or at(p + 1) in _DIGIT):
                     p += 2
                 else:
                     break
@@ -506,18 +511,15 @@ def fill_magic_columns(ev: Event) -> None:
         ev.fields[field] = row[i]
 
 
-def insert_tg_event(ev: Event, queue: str) -> None:
-    """pgq_insert_tg_event: magic columns, overrides, when=, then pgq.insert_event."""
+def tg_event(ev: Event, queue: str) -> list[str | None] | None:
+    """pgq_insert_tg_event: magic columns, overrides, when=; the arguments of
+    pgq.insert_event (which the wrapper calls), or None when when= said no."""
     if ev.tgargs.custom_fields:
         fill_magic_columns(ev)
     override_fields(ev)
     if ev.skip_event:
-        return
-    _db.run(
-        "SELECT pgq.insert_event($1, $2, $3, $4, $5, $6, $7)",
-        ("text",) * 7,
-        (queue, *ev.fields),
-    )
+        return None
+    return [queue, *ev.fields]
 
 
 # ---- encodings (stringutil.c) ----
@@ -540,22 +542,19 @@ def strlist_contains(liststr: str, name: str) -> bool:
 
 
 _URL_SAFE = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-")
+_URL_BYTE = ["+" if b == 0x20 else chr(b) if b in _URL_SAFE else f"%{b:02x}" for b in range(256)]
+_URL_PLAIN = re.compile(r"[0-9A-Za-z_.\-]*")
 
 
 def urlencode(value: str) -> str:
-    out = []
-    for b in value.encode():
-        if b == 0x20:
-            out.append("+")
-        elif b in _URL_SAFE:
-            out.append(chr(b))
-        else:
-            out.append("%%%02x" % b)
-    return "".join(out)
+    """pgq_urlencode: bytes outside [0-9A-Za-z_.-] as %xx (lower case), space as +."""
+    if _URL_PLAIN.fullmatch(value):
+        return value
+    return "".join(map(_URL_BYTE.__getitem__, value.encode()))
 
 
 _JSON_ESCAPES = {0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x22: '\\"', 0x5C: "\\\\"}
-_JSON_ESCAPES.update({c: "\\u%04x" % c for c in range(0x20) if c not in _JSON_ESCAPES})
+_JSON_ESCAPES.update({c: f"\\u{c:04x}" for c in range(0x20) if c not in _JSON_ESCAPES})
 
 
 def json_quote(value: str) -> str:
@@ -571,42 +570,33 @@ def quote_ident(value: str) -> str:
     return _db.ident(value)
 
 
+_RECORD_FIELD = re.compile(r'"((?:[^"\\]|""|\\.)*)"|([^,]*)')
+_RECORD_ESCAPE = re.compile(r'""|\\(.)', re.DOTALL)
+
+
+def _unescape(m: re.Match[str]) -> str:
+    return m.group(1) if m.group(1) is not None else '"'
+
+
 def parse_record(text: str) -> list[str | None]:
-    """The columns of a row's text (record_out): each its type's output, None for NULL."""
+    """The columns of a row's text (record_out): each its type's output, None for NULL
+    (record_out writes NULL as nothing, an empty string as "")."""
+    inner = text[1:-1]
+    if '"' not in inner:
+        return [v if v else None for v in inner.split(",")]
     out: list[str | None] = []
-    i, n = 1, len(text) - 1  # inside the parentheses
+    pos, n = 0, len(inner)
     while True:
-        if i >= n or text[i] == ",":
-            out.append(None)
+        m = _RECORD_FIELD.match(inner, pos)
+        quoted, plain = m.group(1), m.group(2)  # type: ignore[union-attr]
+        if quoted is not None:
+            out.append(_RECORD_ESCAPE.sub(_unescape, quoted) if '"' in quoted or "\\" in quoted else quoted)
         else:
-            buf = []
-            quoted = False
-            while i < n:
-                c = text[i]
-                if quoted:
-                    if c == "\\":
-                        i += 1
-                        buf.append(text[i])
-                    elif c == '"':
-                        if i + 1 < n and text[i + 1] == '"':
-                            buf.append('"')
-                            i += 1
-                        else:
-                            quoted = False
-                    else:
-                        buf.append(c)
-                elif c == '"':
-                    quoted = True
-                elif c == ",":
-                    break
-                else:
-                    buf.append(c)
-                i += 1
-            out.append("".join(buf))
-        if i >= n:
-            break
-        i += 1  # the comma
-    return out
+            out.append(plain or None)
+        pos = m.end()  # type: ignore[union-attr]
+        if pos >= n:
+            return out
+        pos += 1  # the comma
 
 
 def urlenc_row(ev: Event, row: list[str | None] | None) -> str:

@@ -4,14 +4,14 @@
 -- SET clause: they run as the role changing the table, with its search_path, which is
 -- what a when= or ev_*= expression sees; every name of ours below is qualified.
 
--- Internal: one firing of pgq.<kind>; NULL to go on, {skip} to drop the row, or {sqlstate, message}.
+-- Internal: one firing of pgq.<kind>: NULL, {skip}, {error, sqlstate, message} or {event[-skip], queue, fields}.
 CREATE OR REPLACE FUNCTION pgq._pg_mq_trigger(
     kind text,
     relid oid,
     op text,
     tg_when text,
     tg_level text,
-    argv text [],
+    argv text[],
     stmt text,
     replication_role text,
     old_row text,
@@ -19,7 +19,7 @@ CREATE OR REPLACE FUNCTION pgq._pg_mq_trigger(
     old_json text,
     new_json text
 )
-RETURNS text []
+RETURNS text[]
 LANGUAGE plpython3u
 AS $python$
 #PROLOGUE#
@@ -27,8 +27,8 @@ return pgmq.pgq.triggers.fire(
     kind, relid, op, tg_when, tg_level, argv, stmt, replication_role, old_row, new_row, old_json, new_json
 )
 $python$;
-COMMENT ON FUNCTION pgq._pg_mq_trigger(text, oid, text, text, text, text [], text, text, text, text, text, text) IS
-'Internal: one firing of pgq.<kind>; NULL to go on, {skip} to drop the row, or {sqlstate, message}.';
+COMMENT ON FUNCTION pgq._pg_mq_trigger(text, oid, text, text, text, text[], text, text, text, text, text, text) IS
+'Internal: one firing of pgq.<kind>: NULL, {skip}, {error, sqlstate, message} or {event[-skip], queue, fields}.';
 
 -- Trigger: each row change as an event, ev_type I/U/D:pkeys, ev_data the row urlencoded (PgQ's logutriga).
 CREATE OR REPLACE FUNCTION pgq.logutriga()
@@ -36,7 +36,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    r pg_catalog.text [];
+    r pg_catalog.text[];
 BEGIN
     r := pgq._pg_mq_trigger(
         'logutriga', TG_RELID, TG_OP, TG_WHEN, TG_LEVEL, TG_ARGV,
@@ -47,17 +47,18 @@ BEGIN
         NULL,
         NULL
     );
-    IF r IS NULL THEN
-        IF TG_WHEN OPERATOR(pg_catalog.=) 'AFTER' OR TG_LEVEL OPERATOR(pg_catalog.=) 'STATEMENT' THEN
-            RETURN NULL;
-        ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-            RETURN OLD;
-        END IF;
-        RETURN NEW;
-    ELSIF r[1] OPERATOR(pg_catalog.=) 'skip' THEN
-        RETURN NULL;
+    IF r[1] OPERATOR(pg_catalog.=) 'error' THEN
+        RAISE EXCEPTION USING MESSAGE = r[3], ERRCODE = r[2];
+    ELSIF r[1] OPERATOR(pg_catalog.=) ANY ('{event,event-skip}') THEN
+        PERFORM pgq.insert_event(r[2], r[3], r[4], r[5], r[6], r[7], r[8]);
     END IF;
-    RAISE EXCEPTION USING MESSAGE = r[2], ERRCODE = r[1];
+    IF r[1] OPERATOR(pg_catalog.=) ANY ('{skip,event-skip}')
+        OR TG_WHEN OPERATOR(pg_catalog.=) 'AFTER' OR TG_LEVEL OPERATOR(pg_catalog.=) 'STATEMENT' THEN
+        RETURN NULL;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION pgq.logutriga() IS
@@ -69,7 +70,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    r pg_catalog.text [];
+    r pg_catalog.text[];
 BEGIN
     r := pgq._pg_mq_trigger(
         'sqltriga', TG_RELID, TG_OP, TG_WHEN, TG_LEVEL, TG_ARGV,
@@ -80,17 +81,18 @@ BEGIN
         NULL,
         NULL
     );
-    IF r IS NULL THEN
-        IF TG_WHEN OPERATOR(pg_catalog.=) 'AFTER' OR TG_LEVEL OPERATOR(pg_catalog.=) 'STATEMENT' THEN
-            RETURN NULL;
-        ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-            RETURN OLD;
-        END IF;
-        RETURN NEW;
-    ELSIF r[1] OPERATOR(pg_catalog.=) 'skip' THEN
-        RETURN NULL;
+    IF r[1] OPERATOR(pg_catalog.=) 'error' THEN
+        RAISE EXCEPTION USING MESSAGE = r[3], ERRCODE = r[2];
+    ELSIF r[1] OPERATOR(pg_catalog.=) ANY ('{event,event-skip}') THEN
+        PERFORM pgq.insert_event(r[2], r[3], r[4], r[5], r[6], r[7], r[8]);
     END IF;
-    RAISE EXCEPTION USING MESSAGE = r[2], ERRCODE = r[1];
+    IF r[1] OPERATOR(pg_catalog.=) ANY ('{skip,event-skip}')
+        OR TG_WHEN OPERATOR(pg_catalog.=) 'AFTER' OR TG_LEVEL OPERATOR(pg_catalog.=) 'STATEMENT' THEN
+        RETURN NULL;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION pgq.sqltriga() IS
@@ -102,7 +104,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    r pg_catalog.text [];
+    r pg_catalog.text[];
 BEGIN
     r := pgq._pg_mq_trigger(
         'jsontriga', TG_RELID, TG_OP, TG_WHEN, TG_LEVEL, TG_ARGV,
@@ -114,17 +116,18 @@ BEGIN
         CASE WHEN TG_OP OPERATOR(pg_catalog.=) ANY ('{INSERT,UPDATE}') THEN pg_catalog.to_json(NEW)::pg_catalog.text
         ELSE pg_catalog.to_json(OLD)::pg_catalog.text END
     );
-    IF r IS NULL THEN
-        IF TG_WHEN OPERATOR(pg_catalog.=) 'AFTER' OR TG_LEVEL OPERATOR(pg_catalog.=) 'STATEMENT' THEN
-            RETURN NULL;
-        ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-            RETURN OLD;
-        END IF;
-        RETURN NEW;
-    ELSIF r[1] OPERATOR(pg_catalog.=) 'skip' THEN
-        RETURN NULL;
+    IF r[1] OPERATOR(pg_catalog.=) 'error' THEN
+        RAISE EXCEPTION USING MESSAGE = r[3], ERRCODE = r[2];
+    ELSIF r[1] OPERATOR(pg_catalog.=) ANY ('{event,event-skip}') THEN
+        PERFORM pgq.insert_event(r[2], r[3], r[4], r[5], r[6], r[7], r[8]);
     END IF;
-    RAISE EXCEPTION USING MESSAGE = r[2], ERRCODE = r[1];
+    IF r[1] OPERATOR(pg_catalog.=) ANY ('{skip,event-skip}')
+        OR TG_WHEN OPERATOR(pg_catalog.=) 'AFTER' OR TG_LEVEL OPERATOR(pg_catalog.=) 'STATEMENT' THEN
+        RETURN NULL;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION pgq.jsontriga() IS

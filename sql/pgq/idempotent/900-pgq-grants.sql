@@ -16,7 +16,7 @@ pgq.get_consumer_info(text),
 pgq.get_consumer_info(text, text),
 pgq.quote_fqname(text),
 pgq.version(),
-pgq._pg_mq_trigger(text, oid, text, text, text, text [], text, text, text, text, text, text)
+pgq._pg_mq_trigger(text, oid, text, text, text, text[], text, text, text, text, text, text)
 TO public;
 
 -- 2.consumer
