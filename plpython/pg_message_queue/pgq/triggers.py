@@ -206,6 +206,10 @@ def _fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str]
     # tg_trigtuple / tg_newtuple: the wrapper passes OLD for UPDATE and DELETE, NEW for INSERT and UPDATE
     old = parse_record(old_text) if old_text is not None else None
     new = parse_record(new_text) if new_text is not None else None
+    width = len(old if old is not None else new if new is not None else table.names)
+    if width != len(table.names):  # columns added or dropped earlier in the same query string
+        _tables.pop(relid, None)
+        table = table_info(relid, statement)
     key = (relid, kind, when, level, op, tuple(argv))
     tgargs = _triggers.get(key)
     if tgargs is None:
