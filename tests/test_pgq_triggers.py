@@ -313,6 +313,38 @@ def test_dropped_and_added_columns(pair, trig) -> None:
     )
 
 
+@pytest.mark.parametrize("trig", TRIGGERS)
+def test_equality_is_the_types(pair, trig) -> None:
+    """An update to an equal value (1.50 = 1.5, 'ABC' = 'abc' in citext, whose operator is
+    not in pg_catalog) is no change: PgQ compares with the type's equality operator."""
+    same(
+        pair,
+        [
+            "CREATE EXTENSION IF NOT EXISTS citext",
+            "CREATE TABLE t (id citext PRIMARY KEY, n numeric, f float8, c citext, a int[], j json)",
+            f"CREATE TRIGGER tg AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW "
+            f"EXECUTE FUNCTION pgq.{trig}('q', 'ignore=n,f,c,a,j')",
+            "INSERT INTO t VALUES ('Key', 1.5, 0, 'abc', '{1}', '{}')",
+            "UPDATE t SET n = 1.50, f = -0.0, c = 'ABC'",  # all equal: an event for no change
+            "UPDATE t SET id = 'KEY'",  # equal key: not a key change
+            "UPDATE t SET a = '{1}', j = '{ }'",  # arrays and json by their text
+            "UPDATE t SET c = 'abd'",
+        ],
+    )
+
+
+def test_columns_added_in_the_same_query_string(pair) -> None:
+    same(
+        pair,
+        [
+            "CREATE TABLE t (id int PRIMARY KEY, v text)",
+            "CREATE TRIGGER tg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('q')",
+            "INSERT INTO t VALUES (1, 'a'); ALTER TABLE t ADD COLUMN extra int DEFAULT 7;"
+            " INSERT INTO t VALUES (2, 'b')",
+        ],
+    )
+
+
 ERROR_TRIGGERS = [
     "FOR EACH ROW EXECUTE FUNCTION pgq.{trig}()",
     "FOR EACH ROW EXECUTE FUNCTION pgq.{trig}('q', 'bogus')",

@@ -55,10 +55,19 @@ TABLE_INFO = (
     " ARRAY(SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a"
     "  WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
     "  ORDER BY a.attnum) AS typnames,"
-    # PgQ compares old and new values with the type's default equality (typcache's eq_opr),
-    # and by their text when there is none, or for arrays: which columns have one.
-    " ARRAY(SELECT t.typcategory OPERATOR(pg_catalog.<>) 'A' AND EXISTS ("
-    "   SELECT FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) oc.opcmethod"
+    # PgQ compares old and new values with the type's default equality (typcache's eq_opr:
+    # the default btree opclass's, else the hash one's), and by their text when there is
+    # none, or for arrays: per column that operator, as OPERATOR(schema.name), or NULL.
+    " ARRAY(SELECT CASE WHEN t.typcategory OPERATOR(pg_catalog.<>) 'A' THEN ("
+    "   SELECT 'OPERATOR(' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(opn.nspname) OPERATOR(pg_catalog.||) '.'"
+    "    OPERATOR(pg_catalog.||) o.oprname OPERATOR(pg_catalog.||) ')'"
+    "   FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) oc.opcmethod"
+    "   JOIN pg_catalog.pg_amop ao ON ao.amopfamily OPERATOR(pg_catalog.=) oc.opcfamily"
+    "    AND ao.amoplefttype OPERATOR(pg_catalog.=) oc.opcintype"
+    "    AND ao.amoprighttype OPERATOR(pg_catalog.=) oc.opcintype"
+    "    AND ao.amopstrategy OPERATOR(pg_catalog.=) CASE am.amname WHEN 'btree' THEN 3 ELSE 1 END"
+    "   JOIN pg_catalog.pg_operator o ON o.oid OPERATOR(pg_catalog.=) ao.amopopr"
+    "   JOIN pg_catalog.pg_namespace opn ON opn.oid OPERATOR(pg_catalog.=) o.oprnamespace"
     "   WHERE oc.opcdefault AND am.amname OPERATOR(pg_catalog.=) ANY ('{btree,hash}')"
     "   AND (oc.opcintype OPERATOR(pg_catalog.=) ANY (ARRAY[a.atttypid, t.typbasetype])"
     "    OR oc.opcintype OPERATOR(pg_catalog.=) CASE t.typtype WHEN 'c' THEN 'pg_catalog.record'::pg_catalog.regtype"
@@ -66,10 +75,12 @@ TABLE_INFO = (
     "     WHEN 'r' THEN 'pg_catalog.anyrange'::pg_catalog.regtype END"
     "    OR EXISTS (SELECT FROM pg_catalog.pg_cast k WHERE k.castmethod OPERATOR(pg_catalog.=) 'b'"
     "     AND k.castsource OPERATOR(pg_catalog.=) ANY (ARRAY[a.atttypid, t.typbasetype])"
-    "     AND k.casttarget OPERATOR(pg_catalog.=) oc.opcintype)))"
+    "     AND k.casttarget OPERATOR(pg_catalog.=) oc.opcintype))"
+    "   ORDER BY am.amname OPERATOR(pg_catalog.=) 'btree' DESC, oc.opcintype OPERATOR(pg_catalog.=) a.atttypid DESC"
+    "   LIMIT 1) END"
     "  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid"
     "  WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
-    "  ORDER BY a.attnum) AS has_eq"
+    "  ORDER BY a.attnum) AS eq_ops"
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
     " WHERE c.oid OPERATOR(pg_catalog.=) $1"
 )
@@ -88,7 +99,7 @@ class Table:
         self.names: list[str] = row["names"]
         self.types: list[int] = [int(t) for t in row["types"]]
         self.typnames: list[str] = row["typnames"]
-        self.has_eq: list[bool] = row["has_eq"]
+        self.eq_ops: list[str | None] = row["eq_ops"]
         self.index = {name: i for i, name in enumerate(self.names)}
 
 
@@ -670,10 +681,11 @@ def _unchanged(ev: Event, i: int) -> bool:
         return False
     if a == b:
         return True
-    if not ev.table.has_eq[i]:
+    op = ev.table.eq_ops[i]
+    if op is None:
         return False
     typ = ev.table.typnames[i]
-    return bool(_db.run(f"SELECT $1::{typ} OPERATOR(pg_catalog.=) $2::{typ} AS eq", ("text", "text"), (a, b))[0]["eq"])
+    return bool(_db.run(f"SELECT $1::{typ} {op} $2::{typ} AS eq", ("text", "text"), (a, b))[0]["eq"])
 
 
 def is_interesting_change(ev: Event) -> bool:
