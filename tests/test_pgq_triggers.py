@@ -333,6 +333,23 @@ def test_equality_is_the_types(pair, trig) -> None:
     )
 
 
+@pytest.mark.parametrize("trig", TRIGGERS)
+def test_expressions_follow_a_dropped_column(pair, trig) -> None:
+    """when= / ev_*= column references are bound anew after the table changed."""
+    same(
+        pair,
+        [
+            "CREATE TABLE t (id int PRIMARY KEY, a int, b int)",
+            f"CREATE TRIGGER tg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION pgq.{trig}("
+            "'q', 'when=b > 1', 'ev_extra3=b')",
+            "INSERT INTO t VALUES (1, 10, 20)",
+            "ALTER TABLE t DROP COLUMN a",
+            "INSERT INTO t VALUES (2, 30)",
+            "INSERT INTO t VALUES (3, 0)",
+        ],
+    )
+
+
 def test_columns_added_in_the_same_query_string(pair) -> None:
     same(
         pair,

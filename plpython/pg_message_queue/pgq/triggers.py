@@ -122,9 +122,10 @@ def table_info(relid: int, statement: str) -> Table:
 
 
 class TriggerArgs:
-    """PgQ's PgqTriggerInfo."""
+    """PgQ's PgqTriggerInfo, for the table information it was made with."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: Table) -> None:
+        self.table = table
         self.finalized = False
         self.skip = False
         self.backup = False
@@ -223,10 +224,12 @@ def _fire(kind: str, relid: int, op: str, when: str, level: str, argv: list[str]
         table = table_info(relid, statement)
     key = (relid, kind, when, level, op, tuple(argv))
     tgargs = _triggers.get(key)
-    if tgargs is None:
+    if tgargs is None or tgargs.table is not table:
+        # PgQ drops its parsed arguments (and prepared expressions) when the table's
+        # relcache entry is invalidated; ours go with the table information, per statement
         if len(_triggers) > 1000:
             _triggers.clear()
-        tgargs = _triggers[key] = TriggerArgs()
+        tgargs = _triggers[key] = TriggerArgs(table)
     ev = Event(op_type, table, tgargs, old, new)
     queue = argv[0]
     if not tgargs.finalized:
