@@ -16,6 +16,9 @@ PUBLIC = {
     "pgq.seq_getval(text)", "pgq.get_queue_info()", "pgq.get_queue_info(text)", "pgq.get_consumer_info()",
     "pgq.get_consumer_info(text)", "pgq.get_consumer_info(text,text)", "pgq.quote_fqname(text)", "pgq.version()",
     "pgq._pg_mq_reraise(text,text)",
+    # the triggers' Python half runs as the role changing the table, which needs pgq_writer
+    # for pgq.insert_event, exactly as with PgQ's C triggers (test_pgq_triggers)
+    "pgq._pg_mq_trigger(text,oid,text,text,text,text[],text,text,text,text,text,text)",
 }  # fmt: skip
 READER = {
     "pgq.batch_event_sql(bigint)", "pgq._pg_mq_batch_event_sql(bigint)", "pgq.batch_event_tables(bigint)",
@@ -36,6 +39,7 @@ WRITER = {
     "pgq.insert_event(text,text,text)", "pgq.insert_event(text,text,text,text,text,text,text)",
     "pgq._pg_mq_insert_event(text,text,text,text,text,text,text)", "pgq._pg_mq_insert_problem(text)",
     "pgq.current_event_table(text)", "pgq._pg_mq_current_event_table(text)",
+    "pgq.logutriga()", "pgq.sqltriga()", "pgq.jsontriga()",
 }  # fmt: skip
 ADMIN = {
     "pgq.ticker(text,bigint,timestamp with time zone,bigint)",

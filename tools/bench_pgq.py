@@ -14,6 +14,9 @@ Cases (one client connection per consumer, in this process):
   drain1      one consumer drains N events (default 200,000) in batches:
               next_batch / get_batch_events / finish_batch, pgq.ticker() after each
   drain2      two consumers (two connections, concurrently) each read all N events
+  plain10k    one INSERT of 10,000 rows into a 4-column table without trigger (rows/s)
+  logu10k     the same with an AFTER ROW pgq.logutriga trigger: per-row trigger cost is
+              1/logu10k - 1/plain10k
 
 The drain cases prefill the queue first (not timed): transactions of --tick-every
 events, a tick after each (what pgqd does at ticker_max_count), so the batches
@@ -51,6 +54,8 @@ CASES = {
     "insert100": "insert_event, 100 per transaction",
     "drain1": "one consumer drains all events in batches",
     "drain2": "two consumers each read all events",
+    "plain10k": "10,000-row INSERT into a 4-column table, no trigger (rows/s; baseline of trig10k)",
+    "logu10k": "the same INSERT with an AFTER ROW pgq.logutriga trigger (rows/s)",
 }
 PAYLOAD = "m" * 100
 
@@ -156,12 +161,36 @@ def run_drain(dsn: str, consumers: int, events: int, tick_every: int) -> float:
     return sum(counts) / elapsed
 
 
+def run_trigger_insert(dsn: str, trigger: str | None, rows: int = 10_000) -> float:
+    """Rows per second of one INSERT of ``rows`` rows into a fresh table, with
+    pgq.<trigger> (AFTER, FOR EACH ROW) on it, or without any."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        fresh_queue(conn, ("c",))
+        conn.execute("DROP TABLE IF EXISTS bench_t")
+        conn.execute("CREATE TABLE bench_t (id int PRIMARY KEY, name text, n numeric, at timestamptz)")
+        if trigger:
+            conn.execute(
+                f"CREATE TRIGGER t AFTER INSERT OR UPDATE OR DELETE ON bench_t FOR EACH ROW "
+                f"EXECUTE FUNCTION pgq.{trigger}('bench')"
+            )
+        start = time.perf_counter()
+        conn.execute(
+            "INSERT INTO bench_t SELECT g, 'name ' || g, g * 1.5, now() FROM generate_series(1, %s) g", (rows,)
+        )
+        elapsed = time.perf_counter() - start
+        conn.execute("DROP TABLE bench_t")
+        conn.execute("SELECT pgq.drop_queue(%s, true)", (QUEUE,))
+    return rows / elapsed
+
+
 def case_runner(name: str, args: argparse.Namespace) -> Callable[[str], float]:
     return {
         "insert1": lambda dsn: run_insert(dsn, 1, args.seconds),
         "insert100": lambda dsn: run_insert(dsn, 100, args.seconds),
         "drain1": lambda dsn: run_drain(dsn, 1, args.events, args.tick_every),
         "drain2": lambda dsn: run_drain(dsn, 2, args.events, args.tick_every),
+        "plain10k": lambda dsn: run_trigger_insert(dsn, None),
+        "logu10k": lambda dsn: run_trigger_insert(dsn, "logutriga"),
     }[name]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("admin", "common", "consumer", "info", "producer", "ticker")
+_MODULES = ("admin", "common", "consumer", "info", "producer", "ticker", "triggers")
 
 
 def __getattr__(name: str) -> Any:

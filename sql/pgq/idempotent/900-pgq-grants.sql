@@ -15,7 +15,8 @@ pgq.get_consumer_info(),
 pgq.get_consumer_info(text),
 pgq.get_consumer_info(text, text),
 pgq.quote_fqname(text),
-pgq.version()
+pgq.version(),
+pgq._pg_mq_trigger(text, oid, text, text, text, text[], text, text, text, text, text, text)
 TO public;
 
 -- 2.consumer
@@ -54,7 +55,10 @@ pgq.insert_event(text, text, text, text, text, text, text),
 pgq._pg_mq_insert_event(text, text, text, text, text, text, text),
 pgq._pg_mq_insert_problem(text),
 pgq.current_event_table(text),
-pgq._pg_mq_current_event_table(text)
+pgq._pg_mq_current_event_table(text),
+pgq.logutriga(),
+pgq.sqltriga(),
+pgq.jsontriga()
 TO pgq_writer;
 
 -- 4.admin
