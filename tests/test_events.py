@@ -416,41 +416,6 @@ def test_seed_trigger_side_by_side(db, connect):
     assert len(ours) == 1 and ours[0]["pk"] == {"guid": "g1"}
 
 
-def _median_ms(db, sql: str, reset: str, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        db.execute(reset)
-        start = time.perf_counter()
-        with db.transaction():
-            db.execute(sql)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def test_measure_ten_thousand_row_insert(db, capsys):
-    """Not an assertion on time: prints the ratios for the report."""
-    db.execute("CREATE TABLE plain (guid text PRIMARY KEY, size int)")
-    db.execute(SEED.replace("CREATE TABLE identifier (guid text PRIMARY KEY, docid text);", ""))
-    db.execute("CREATE TABLE w_notify (guid text PRIMARY KEY, size int)")
-    db.execute("CREATE TABLE w_queue (guid text PRIMARY KEY, size int)")
-    db.execute("CREATE TABLE identifier (guid text PRIMARY KEY, docid text)")
-    db.execute("SELECT pg_mq_watch_notify('w_notify', 'bench_n')")
-    db.execute("SELECT pg_mq_watch_queue('w_queue', 'bench_q')")
-    rows = "SELECT 'g' || g, g FROM generate_series(1, 10000) g"
-    out = {}
-    for name, table, extra in (
-        ("none", "plain", ""),
-        ("seed per-row plpgsql", "systemmetadata", ""),
-        ("watch notify", "w_notify", ""),
-        ("watch queue", "w_queue", "; DELETE FROM pg_mq_queue_bench_q"),
-    ):
-        db.execute(f"INSERT INTO {table} {rows}")  # warm up
-        out[name] = _median_ms(db, f"INSERT INTO {table} {rows}", f"TRUNCATE {table}{extra}", runs=5)
-    with capsys.disabled():
-        print("\n10,000-row INSERT, median ms:", {k: round(v, 1) for k, v in out.items()})
-        print("ratios to no trigger:", {k: round(v / out["none"], 2) for k, v in out.items()})
-
-
 def test_a_trigger_written_by_hand(db, connect, orders, roles, dsn):
     db.execute(
         "CREATE TRIGGER by_hand AFTER INSERT ON orders REFERENCING NEW TABLE AS pg_mq_new FOR EACH STATEMENT"
