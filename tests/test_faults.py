@@ -362,6 +362,12 @@ def test_broker_killed_repeatedly_during_publish_stream_loses_no_committed_messa
 # ---- 3. A backend killed while its commit waits for the broker's confirms ----
 
 
+# The kill and signal tests act on a COMMIT that is waiting for confirms: with the
+# fixture's 2 s confirm_timeout, a loaded machine could see the wait end before the
+# watcher ever saw the COMMIT running. The broker resumes only after the test has acted.
+LONG_CONFIRM_WAIT = "UPDATE amqp.broker SET confirm_timeout = 60"
+
+
 def _commit_while_broker_paused(
     dsn: str, rmq: Rabbit, queue: str, message_id: str, during: Callable[[int], None], pause: float
 ) -> tuple[BaseException | None, bool]:
@@ -443,6 +449,7 @@ def test_backend_killed_9_while_commit_waits_for_confirms_commits_nothing(
     transaction that fails after the commit-time trigger (strict mode rules it out)."""
     with psycopg.connect(fresh_dsn, autocommit=True) as db:
         db.execute("CREATE TABLE app (id int)")
+        db.execute(LONG_CONFIRM_WAIT)
     queue = rmq.queue()
     error, _ = _commit_while_broker_paused(
         fresh_dsn, rmq, queue, "killed-9", lambda pid: os.kill(pid, signal.SIGKILL), pause=5
@@ -473,6 +480,7 @@ def test_backend_terminated_or_cancelled_while_commit_waits_for_confirms_commits
     exception), under its message_id."""
     with psycopg.connect(fresh_dsn, autocommit=True) as db:
         db.execute("CREATE TABLE app (id int)")
+        db.execute(LONG_CONFIRM_WAIT)
         queue = rmq.queue()
 
         def signal_backend(pid: int) -> None:
