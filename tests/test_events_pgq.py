@@ -209,3 +209,38 @@ def test_snapshot_and_unwatch(q):
         ).fetchone()[0]
         == 4
     )
+
+
+def test_same_events_in_real_pgq_and_in_the_companion(pgq_backend):
+    """Real PgQ 3 (Debian's postgresql-15-pgq3) takes the same events as the companion."""
+    conn = pgq_backend.connect()
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_message_queue CASCADE")
+    conn.execute("SELECT pgq.create_queue('q')")
+    conn.execute("SELECT pgq.register_consumer('q', 'c')")
+    conn.execute("CREATE TABLE orders (id int PRIMARY KEY, item text, qty int)")
+    conn.execute("SELECT pg_mq_watch_pgq('orders', 'q')")
+    fails(conn, "SELECT pg_mq_watch_pgq('orders', 'nope')", sqlstate="42704", match="PgQ queue 'nope'")
+    conn.execute("INSERT INTO orders VALUES (1, 'apple', 2), (2, 'pear', 1)")
+    conn.execute("UPDATE orders SET qty = 5 WHERE id = 1")
+    conn.execute("DELETE FROM orders WHERE id = 2")
+    conn.execute("TRUNCATE orders")
+    got = drain(conn)
+    assert [(t, d["pk"], e1, e3, e4) for t, d, e1, _e2, e3, e4 in got] == [
+        ("INSERT", {"id": 1}, "public.orders", None, None), ("INSERT", {"id": 2}, "public.orders", None, None),
+        ("UPDATE", {"id": 1}, "public.orders", None, None), ("DELETE", {"id": 2}, "public.orders", None, None),
+        ("TRUNCATE", None, "public.orders", None, None),
+    ]  # fmt: skip
+    assert all(e2 == d["event_id"] for _t, d, _e1, e2, *_ in got)
+    name = f"evq_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {name} LOGIN")
+    try:
+        conn.execute(f"GRANT EXECUTE ON FUNCTION {WATCH_PGQ} TO {name}")
+        conn.execute(f"ALTER TABLE orders OWNER TO {name}")
+        with psycopg.connect(as_role(pgq_backend.dsn, name), autocommit=True) as o:
+            fails(o, "SELECT pg_mq_watch_pgq('orders', 'q')", sqlstate="42501", match="may not produce into PgQ")
+            conn.execute(f"GRANT pgq_writer TO {name}")
+            o.execute("SELECT pg_mq_watch_pgq('orders', 'q')")
+    finally:
+        conn.execute("DROP TABLE orders")
+        conn.execute(f"DROP OWNED BY {name}")
+        conn.execute(f"DROP ROLE {name}")
