@@ -75,6 +75,7 @@ QUEUE_ADMIN = {
     "pg_mq_watch_notify(regclass,text,text[],text,text[],text[],text[])",
     "pg_mq_watch_queue(regclass,text,text[],text,text[],text[],text[])",
     "pg_mq_watch_amqp(regclass,integer,text,text,text[],text,text[],text[],text[])",
+    "pg_mq_watch_pgq(regclass,text,text[],text,text[],text[],text[])",
     "pg_mq_unwatch(regclass,text)",
     "pg_mq_watch_snapshot(regclass,text,integer)",
     "pg_mq_create_queue(text,text)",

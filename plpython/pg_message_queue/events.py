@@ -6,8 +6,9 @@ table, TRUNCATE without). The trigger function ``_pg_mq_watch_fire`` runs once
 per statement: it looks up the watch, the table's columns (at fire time, so
 renames and added columns show) and builds one statement that computes every
 event from the transition tables and sends them all: one ``pg_notify`` per
-event inside one SELECT, one INSERT ... SELECT into the queue table, or one
-INSERT ... SELECT into ``amqp.outbox``.
+event inside one SELECT, one INSERT ... SELECT into the queue table, one
+INSERT ... SELECT into ``amqp.outbox``, or one ``pgq.insert_event`` per event inside
+one SELECT (a PgQ queue: the companion pg_message_queue_pgq or real PgQ).
 
 The trigger function is SECURITY DEFINER (writers of the table need no rights
 on the target) and runs no code a writer or the table's owner chose: the events
@@ -325,7 +326,63 @@ def sync_partitions() -> None:
                 _create_triggers(int(w["watch_id"]), part, list(w["operations"]))
 
 
+# pgq.insert_event(queue_name, ev_type, ev_data, ev_extra1..4): the same in the companion
+# and in real PgQ. Called by exact signature, with text arguments only.
+PGQ_INSERT = "pgq.insert_event(text,text,text,text,text,text,text)"
+_NO_PGQ_HINT = "Install PgQ's companion (CREATE EXTENSION pg_message_queue_pgq) or PgQ (CREATE EXTENSION pgq)."
+
+
+def _pgq_problem(queue_name: str) -> tuple[str, str, str | None] | None:
+    """Why events cannot go into PgQ queue ``queue_name`` now (SQLSTATE, message, hint), or None.
+    pgq.insert_event must belong to a superuser: the watch's trigger runs it with its rights."""
+    row = _db.run(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = 'pgq') AS schema,"
+        f" pg_catalog.to_regprocedure('{PGQ_INSERT}')::pg_catalog.oid::pg_catalog.int8 AS fn,"
+        " pg_catalog.to_regclass('pgq.queue') IS NOT NULL AS catalog,"
+        " (SELECT r.rolsuper FROM pg_catalog.pg_proc f JOIN pg_catalog.pg_roles r ON r.oid = f.proowner"
+        f" WHERE f.oid = pg_catalog.to_regprocedure('{PGQ_INSERT}')) AS trusted"
+    )[0]
+    if not row["schema"]:
+        return ("3F000", "schema pgq does not exist: install pg_message_queue_pgq or PgQ", _NO_PGQ_HINT)
+    if row["fn"] is None or not row["catalog"]:
+        return ("42883", f"function {PGQ_INSERT} (or table pgq.queue) does not exist", _NO_PGQ_HINT)
+    if not row["trusted"]:
+        return ("42501", f"function {PGQ_INSERT} is not owned by a superuser", _NO_PGQ_HINT)
+    found = _db.run("SELECT EXISTS (SELECT FROM pgq.queue WHERE queue_name = $1) AS ok", ("text",), (queue_name,))
+    if not found[0]["ok"]:
+        return (
+            "42704",
+            f"PgQ queue {queue_name!r} does not exist",
+            f"Create it first: SELECT pgq.create_queue({_db.literal(queue_name)}).",
+        )
+    return None
+
+
+def _check_pgq(queue_name: str | None) -> str:
+    if queue_name is None:
+        _db.fail("22004", "queue_name must not be NULL")
+    if not queue_name:
+        _db.fail("22023", "queue_name must not be empty")
+    problem = _pgq_problem(queue_name)
+    if problem is not None:
+        _db.fail(problem[0], problem[1], hint=problem[2])
+    if not _caller_may(
+        "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)"
+        f" OR pg_catalog.has_function_privilege(SESSION_USER, '{PGQ_INSERT}', 'EXECUTE') AS ok",
+        (),
+        (),
+    ):
+        _db.fail(
+            "42501",
+            f"you may not produce into PgQ queues (EXECUTE on {PGQ_INSERT}), so you may not watch into {queue_name!r}",
+            hint="Grant the role pgq_writer (or EXECUTE on pgq.insert_event) to the watching role.",
+        )
+    return queue_name
+
+
 def _check_target(kind: str, target: str | None, broker_id: int | None, routing_key: str | None) -> str:
+    if kind == "pgq":
+        return _check_pgq(target)
     if kind == "notify":
         if not target:
             _db.fail("22023", "the NOTIFY channel must not be empty or NULL")
@@ -648,6 +705,19 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
             ("text", "text", "text"),
             (None, None, None),
         )
+    if kind == "pgq":
+        problem = _pgq_problem(watch["target"])
+        if problem is not None:
+            _db.warn(f"pg_message_queue: watch {watch['watch_id']}: {problem[1]}; no events")
+            return None
+        # ev_extra1 the table as PgQ's triggers name it (schema.table, not quoted), ev_extra2 the event_id
+        return (
+            "SELECT pg_catalog.count(pgq.insert_event($7, s.op, s.event::pg_catalog.text,"
+            " $3 || '.' || $4, $2 || ':' || s.seq, NULL::pg_catalog.text, NULL::pg_catalog.text)) AS n"
+            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            ("text", "text", "text"),
+            (watch["target"], None, None),
+        )
     broker, exchange = watch["target"].split("/", 1)
     if watch.get("by_hand"):  # the caller's rights: through amqp.publish, which checks and flags
         return (
@@ -961,7 +1031,7 @@ def snapshot(table_name: str | None, target: str | None, batch_size: int | None)
         _db.fail(
             "42704",
             f"table {name} has no watch" + (f" to {target!r}" if target is not None else ""),
-            hint="A snapshot goes to a watch's target: watch the table first (pg_mq_watch_notify/_queue/_amqp).",
+            hint="A snapshot goes to a watch's target: watch the table first (pg_mq_watch_notify/_queue/_amqp/_pgq).",
         )
     if len(rows) > 1:
         _db.fail(
@@ -970,6 +1040,10 @@ def snapshot(table_name: str | None, target: str | None, batch_size: int | None)
             hint="pg_mq_watch_snapshot(table, target => '...'): a channel, queue or exchange of pg_mq_watches.",
         )
     watch = dict(rows[0])
+    if watch["kind"] == "pgq":
+        problem = _pgq_problem(watch["target"])
+        if problem is not None:
+            _db.fail(problem[0], f"the watch of table {name}: {problem[1]}", hint=problem[2])
     if watch["kind"] == "queue":
         queue = queues.find(watch["target"])
         if queue is None or not queues.table_exists(queue):

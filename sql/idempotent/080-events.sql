@@ -1,5 +1,5 @@
 -- Change events: watch a table, and every INSERT, UPDATE, DELETE or TRUNCATE
--- on it sends one event per row to a NOTIFY channel, a queue or AMQP (see
+-- on it sends one event per row to a NOTIFY channel, a queue, AMQP or a PgQ queue (see
 -- plpython/pg_message_queue/events.py). The watch functions are SECURITY
 -- DEFINER: they check that the caller owns the table (and may use the target),
 -- record the watch and create the triggers; the trigger function is SECURITY
@@ -98,6 +98,30 @@ $python$;
 COMMENT ON FUNCTION pg_mq_watch_amqp(regclass, integer, text, text, text[], text, text[], text[], text[]) IS
 'Watch in_table: every changed row is published to exchange on broker broker_id when the transaction commits (through amqp.outbox; message_id = event_id; routing_key may use {schema}, {table}, {op}). Only the table''s owner (with USAGE on schema amqp) may watch it. Returns the watch_id.';
 
+-- Watch a table: events into a PgQ queue (the companion pg_message_queue_pgq, or
+-- real PgQ), one pgq.insert_event per event.
+CREATE OR REPLACE FUNCTION pg_mq_watch_pgq(
+    in_table regclass,
+    queue_name text,
+    operations text[] DEFAULT '{INSERT,UPDATE,DELETE,TRUNCATE}',
+    payload text DEFAULT 'row',
+    columns text[] DEFAULT null,
+    ignore_columns text[] DEFAULT null,
+    key_columns text[] DEFAULT null
+)
+RETURNS bigint
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+return pgmq.events.watch(
+    "pgq", in_table, queue_name, operations, payload, columns, ignore_columns, key_columns
+)
+$python$;
+COMMENT ON FUNCTION pg_mq_watch_pgq(regclass, text, text[], text, text[], text[], text[]) IS
+'Watch in_table: every changed row becomes a PgQ event of queue queue_name (pgq.insert_event: ev_type = op, ev_data = the event JSON, ev_extra1 = schema.table, ev_extra2 = event_id). Needs schema pgq (pg_message_queue_pgq or PgQ), the queue, and EXECUTE on pgq.insert_event for the caller. Only the table''s owner may watch it. Returns the watch_id.';
+
 -- Stop watching a table (every target, or the one named).
 CREATE OR REPLACE FUNCTION pg_mq_unwatch(in_table regclass, target text DEFAULT null)
 RETURNS integer
@@ -147,7 +171,7 @@ SELECT
     w.created_at
 FROM @extschema@.pg_mq_watch AS w;
 COMMENT ON VIEW pg_mq_watches IS
-'One row per watch: the table, kind (notify, queue, amqp), target (channel, queue, or broker_id/exchange) and options.';
+'One row per watch: the table, kind (notify, queue, amqp, pgq), target (channel, queue, broker_id/exchange, or PgQ queue) and options.';
 
 -- A dropped table takes its watches along (its triggers go with it anyway).
 CREATE OR REPLACE FUNCTION _pg_mq_watch_dropped()

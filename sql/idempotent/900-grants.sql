@@ -61,6 +61,7 @@ REVOKE ALL ON FUNCTION pg_mq_watch_queue(regclass, text, text[], text, text[], t
 REVOKE ALL ON FUNCTION pg_mq_watch_amqp(
     regclass, integer, text, text, text[], text, text[], text[], text[]
 ) FROM public;
+REVOKE ALL ON FUNCTION pg_mq_watch_pgq(regclass, text, text[], text, text[], text[], text[]) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_unwatch(regclass, text) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_watch_snapshot(regclass, text, integer) FROM public;
 REVOKE ALL ON FUNCTION _pg_mq_watch_fire() FROM public;
