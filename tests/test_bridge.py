@@ -180,6 +180,20 @@ def test_a_rollback_records_and_notifies_nothing(db, connect, dead_broker):
     assert db.execute("SELECT count(*) FROM amqp.outbox").fetchone() == (0,)
 
 
+def test_map_and_unmap_roll_back(connect, dead_broker):
+    """A rolled-back map leaves no row (and no reload for a running bridge); a rolled-back
+    unmap leaves the mapping in place."""
+    db = connect()
+    tx = connect(autocommit=False)
+    tx.execute("SELECT pg_mq_bridge_map('rb', %s, 'ex', 'rk')", (dead_broker,))
+    tx.rollback()
+    assert db.execute("SELECT count(*) FROM pg_mq_bridge_channel WHERE channel = 'rb'").fetchone() == (0,)
+    db.execute("SELECT pg_mq_bridge_map('rb', %s, 'ex', 'rk')", (dead_broker,))
+    tx.execute("SELECT pg_mq_bridge_unmap('rb')")
+    tx.rollback()
+    assert db.execute("SELECT routing_key FROM pg_mq_bridge_channel WHERE channel = 'rb'").fetchone() == ("rk",)
+
+
 def test_who_may_map_read_the_map_and_notify(db, dsn, dead_broker):
     """Anyone may pg_mq_notify (as anyone may pg_notify): the map decides where it goes.
     Mapping is granted deliberately and needs USAGE on schema amqp; the map is readable

@@ -92,6 +92,16 @@ def test_rollback_emits_nothing(q):
     assert [d["pk"] for _t, d, *_ in drain(q)] == [{"id": 3}]
 
 
+def test_a_rolled_back_watch_leaves_no_watch_and_no_trigger(q, pgq_connect):
+    tx = pgq_connect(autocommit=False)
+    tx.execute("SELECT pg_mq_watch_pgq('orders', 'q')")
+    tx.rollback()
+    assert q.execute("SELECT count(*) FROM pg_mq_watches WHERE kind = 'pgq'").fetchone() == (0,)
+    assert q.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass").fetchone() == (0,)
+    q.execute("INSERT INTO orders VALUES (1, 'a', 1)")
+    assert drain(q) == []
+
+
 def test_hostile_names_and_options(q):
     q.execute("SELECT pgq.create_queue(%s)", ('q "x";ü',))
     q.execute("SELECT pgq.register_consumer(%s, 'c')", ('q "x";ü',))
