@@ -107,6 +107,9 @@ def dead_broker(db: psycopg.Connection) -> int:
         ("pg_mq_notify(NULL, 'x')", "22004", "channel must not be NULL"),
         ("pg_mq_notify('', 'x')", "22023", "channel must not be empty"),
         ("pg_mq_notify(repeat('x', 64), 'x')", "42622", "64 bytes, at most 63"),
+        ("pg_mq_notify(repeat('é', 32), 'x')", "42622", "64 bytes, at most 63"),
+        ("pg_mq_notify(E'a\\nb', 'x')", "22023", "control character (U+000A)"),
+        ("pg_mq_notify(E'tab\\there', 'x')", "22023", "control character (U+0009)"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_error_and_no_partial_state(db, dead_broker, call, sqlstate, words):
@@ -146,6 +149,30 @@ def test_pg_mq_notify_is_pg_notify_for_unmapped_channels(db, connect):
     with pytest.raises(psycopg.Error) as info:  # pg_notify's own limit, its own error
         db.execute("SELECT pg_mq_notify('plain', repeat('x', 8000))")
     assert info.value.sqlstate == "22023"
+
+
+def test_pg_mq_notify_on_unmapped_unusual_names_is_pg_notify_too(db, connect):
+    """Names outside printable ASCII go the Python way (which checks them); unmapped,
+    they are still only a pg_notify, as are the 63-byte limit and the control channel."""
+    listener = connect()
+    names = ["Ünïcödé", "a" * 63, "é" * 31, 'q"; DROP TABLE x; --', "pg_mq_bridge"]
+    for name in names:
+        listener.execute(f'LISTEN "{name.replace(chr(34), chr(34) * 2)}"')
+    for name in names:
+        db.execute("SELECT pg_mq_notify(%s, %s)", (name, f"to {name}"))
+    got = wait_notifies(listener, len(names))
+    assert sorted((n.channel, n.payload) for n in got) == sorted((name, f"to {name}") for name in names)
+    assert db.execute("SELECT count(*) FROM amqp.outbox").fetchone() == (0,)
+
+
+def test_pg_mq_notify_sees_a_mapping_made_earlier_in_the_same_transaction(db, dead_broker):
+    with db.transaction():
+        db.execute("SELECT pg_mq_notify('late', 'k|before')")
+        db.execute("SELECT pg_mq_bridge_map('late', %s, 'ex')", (dead_broker,))
+        db.execute("SELECT pg_mq_notify('late', 'k|after')")
+        db.execute("SELECT pg_mq_bridge_unmap('late')")
+        db.execute("SELECT pg_mq_notify('late', 'k|unmapped again')")
+    assert db.execute("SELECT message FROM amqp.outbox").fetchall() == [("after",)]
 
 
 def test_pg_mq_notify_records_one_message_per_transaction_channel_and_payload(db, connect, dead_broker):

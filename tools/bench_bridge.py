@@ -141,7 +141,9 @@ def main() -> None:
         calls = {
             "pg_notify": "pg_notify('plain', i::text)",
             "pg_mq_notify, unmapped channel": "pg_mq_notify('plain', i::text)",
+            "  the Python path (_pg_mq_notify), unmapped": "_pg_mq_notify('plain', i::text)",
             "pg_mq_notify, mapped channel": "pg_mq_notify('mapped', i::text)",
+            "  the Python path (_pg_mq_notify), mapped": "_pg_mq_notify('mapped', i::text)",
         }
         flows = {
             "amqp.publish in the app's transaction (baseline)": "SELECT count(amqp.publish("

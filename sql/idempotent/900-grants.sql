@@ -77,4 +77,5 @@ GRANT SELECT ON pg_mq_watches TO public;
 REVOKE ALL ON FUNCTION pg_mq_bridge_map(text, integer, text, text, integer) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_bridge_unmap(text) FROM public;
 GRANT EXECUTE ON FUNCTION pg_mq_notify(text, text) TO public;
+REVOKE ALL ON FUNCTION _pg_mq_notify(text, text) FROM public;
 REVOKE ALL ON pg_mq_bridge_channel FROM public;
