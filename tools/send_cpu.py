@@ -2,8 +2,9 @@
 plpgsql loop rolled back, median of interleaved rounds (alternating order).
 
 CPU time rather than wall time, because the machine it runs on is shared. Compares
-pg_mq_send_message as installed with the wrapper as it was before the generated
-send functions (PL/pgSQL around the PL/Python ``_pg_mq_send``, recreated here), and
+pg_mq_send_message as installed with the wrappers as they were before the generated
+send functions (PL/pgSQL around the PL/Python ``_pg_mq_send``) and before the
+dispatcher (looking up ``send_call`` and EXECUTEing it), both recreated here, and
 shows the layers of the new path; then the same sends one per transaction from a
 client (per-transaction costs included). Usage (after make install):
 
@@ -36,6 +37,27 @@ BEGIN
         sent.visible_at := pg_catalog.now();
     END IF;
     RETURN sent;
+END
+$$;
+CREATE FUNCTION bench_prior.send_execute(in_channel text, in_payload text)
+RETURNS {ext}.pg_mq_sent LANGUAGE plpgsql AS $$
+DECLARE
+    sent {ext}.pg_mq_sent;
+    call text;
+BEGIN
+    SELECT c.send_call INTO call FROM {ext}.pg_mq_config_catalog AS c WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
+    IF call IS NOT NULL THEN
+        EXECUTE call INTO sent.msg_id USING in_payload, 25::oid, NULL::interval, 0, NULL::jsonb;
+        IF sent.msg_id IS NOT NULL THEN
+            sent.channel := in_channel;
+            sent.sent_at := pg_catalog.now();
+            sent.sent_by := SESSION_USER;
+            sent.visible_at := pg_catalog.now();
+            sent.deduplicated := false;
+            RETURN sent;
+        END IF;
+    END IF;
+    RETURN bench_prior.send_python(in_channel, in_payload);
 END
 $$;
 CREATE FUNCTION bench_prior.lookup_only(in_channel text) RETURNS text LANGUAGE plpgsql AS $$
@@ -77,10 +99,12 @@ def main() -> None:
             p = "repeat('m', 100)"
             cases = {
                 "before: wrapper -> _pg_mq_send (PL/Python)": f"PERFORM bench_prior.send_python('bench', {p})",
+                "before: wrapper -> send_call EXECUTE": f"PERFORM bench_prior.send_execute('bench', {p})",
                 "now: pg_mq_send_message as installed": f"PERFORM pg_mq_send_message('bench', {p})",
                 "now, with delay, priority and headers": (
                     f"PERFORM pg_mq_send_message('bench', {p}, delay => '1 s', priority => 2, headers => '{{}}')"
                 ),
+                "  the dispatcher called directly": f"PERFORM _pg_mq_send_dispatch('bench', {p}, 25, NULL, 0, NULL)",
                 "  generated send function called directly": f"{direct}({p}, 25, NULL, 0, NULL)",
                 "  the wrapper's catalog lookup of send_call": "PERFORM bench_prior.lookup_only('bench')",
                 "  an EXECUTE 'SELECT 1' USING 5 arguments": f"PERFORM bench_prior.execute_only({p})",
@@ -110,6 +134,7 @@ def main() -> None:
             db.execute("SET synchronous_commit = off")
             statements = {
                 "before: wrapper -> _pg_mq_send (PL/Python)": "SELECT bench_prior.send_python('bench', %s::text)",
+                "before: wrapper -> send_call EXECUTE": "SELECT bench_prior.send_execute('bench', %s::text)",
                 "now: pg_mq_send_message as installed": "SELECT pg_mq_send_message('bench', %s::text)",
                 "INSERT into the queue table (NOTIFY trigger)": "INSERT INTO pg_mq_queue_bench (payload) VALUES (%s)",
             }
