@@ -23,6 +23,9 @@ NO_SET_CLAUSE = {
     "pg_mq_send_message(text,anyelement,interval,integer,text,jsonb)",
     "pg_mq_send_message(text,text,interval,integer,text,jsonb)",
     "pg_mq_notify_trigger()",  # runs on every send; sends and direct INSERTs are probed below
+    # the generated dispatchers, on every send (queues.build_dispatch): every name qualified
+    "_pg_mq_send_dispatch(text,text,oid,interval,integer,jsonb)",
+    "_pg_mq_send_batch_dispatch(text,anyarray,oid,interval,integer,jsonb)",
     "pg_mq_maintenance_loop(interval,integer,integer)",
     "amqp.relay(integer,integer,double precision,interval,boolean)",
 }

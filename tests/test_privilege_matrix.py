@@ -51,6 +51,8 @@ QUEUE_PUBLIC = {
     "pg_mq_move(text,text,integer,bigint[])",
     # internal halves and the trigger, called by the above with the caller's rights
     "_pg_mq_send(text,oid,text,interval,integer,text,jsonb)",
+    "_pg_mq_send_dispatch(text,text,oid,interval,integer,jsonb)",  # calls the generated send functions
+    "_pg_mq_send_batch_dispatch(text,anyarray,oid,interval,integer,jsonb)",  # and the batch ones
     "_pg_mq_send_batch_sql(text,oid,integer,integer,interval,integer,jsonb)",
     "_pg_mq_get_sql(text,integer,boolean)",
     "_pg_mq_read_sql(text,integer,interval,interval,boolean)",

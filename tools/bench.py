@@ -273,6 +273,47 @@ BEGIN
     RETURN sent;
 END
 $$"""
+# pg_mq_send_message as it was before _pg_mq_send_dispatch: the catalog lookup of
+# send_call and its EXECUTE on every send (then the Python path, as above).
+EXEC_SEND1 = f"SELECT bench_prior.send_execute('{CHANNEL}', %s::text)"
+PRIOR_EXEC_SQL = """
+CREATE FUNCTION bench_prior.send_execute(in_channel text, in_payload text)
+RETURNS {ext}.pg_mq_sent LANGUAGE plpgsql AS $$
+DECLARE
+    sent {ext}.pg_mq_sent;
+    call text;
+BEGIN
+    SELECT c.send_call INTO call FROM {ext}.pg_mq_config_catalog AS c WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
+    IF call IS NOT NULL THEN
+        EXECUTE call INTO sent.msg_id USING in_payload, 25::pg_catalog.oid, NULL::pg_catalog.interval, 0, NULL::jsonb;
+        IF sent.msg_id IS NOT NULL THEN
+            sent.channel := in_channel;
+            sent.sent_at := pg_catalog.now();
+            sent.sent_by := SESSION_USER;
+            sent.visible_at := pg_catalog.now();
+            sent.deduplicated := false;
+            RETURN sent;
+        END IF;
+    END IF;
+    RETURN bench_prior.send_python(in_channel, in_payload);
+END
+$$"""
+# pg_mq_send_batch as it was before the generated batch functions: the INSERT that
+# the PL/Python _pg_mq_send_batch_sql checks and builds, EXECUTEd on every batch.
+PY_SEND_BATCH = f"SELECT bench_prior.send_batch_python('{CHANNEL}', %s::text[])"
+PRIOR_BATCH_SQL = """
+CREATE FUNCTION bench_prior.send_batch_python(in_channel text, in_payloads anyarray)
+RETURNS SETOF bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY EXECUTE {ext}._pg_mq_send_batch_sql(
+        in_channel, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, pg_catalog.cardinality(in_payloads),
+        CASE WHEN pg_catalog.array_ndims(in_payloads) = 1 THEN
+            pg_catalog.array_position(in_payloads, NULL) - pg_catalog.array_lower(in_payloads, 1) + 1
+        END,
+        NULL, 0, NULL
+    ) USING in_payloads, NULL::pg_catalog.interval, 0, NULL::pg_catalog.jsonb;
+END
+$$"""
 RAW_INSERT = "INSERT INTO raw_q (payload) VALUES (%s)"
 RAW_INSERT_NOTIFY = (
     "WITH i AS (INSERT INTO raw_q (payload) VALUES (%s) RETURNING id)"
@@ -319,6 +360,13 @@ def _send1_case(sync: str, target: float) -> Case:
                 "ext",
                 ("_pg_mq_send",),
             ),
+            Variant(
+                "ext EXECUTE path",
+                EXEC_SEND1 + "  (pg_mq_send_message before _pg_mq_send_dispatch)",
+                _exec(EXEC_SEND1),
+                "ext",
+                ("_pg_mq_send_dispatch",),
+            ),
             _pgq_variant("send1"),
         ],
         target=target,
@@ -342,6 +390,13 @@ CASE_LIST: list[Case] = [
         raws=[
             Variant("raw", RAW_INSERT_SELECT, _exec_batch(RAW_INSERT_SELECT)),
             Variant("ext SQL", EXT_SQL_BATCH + "  (no PL/Python)", _exec_batch(EXT_SQL_BATCH), "ext"),
+            Variant(
+                "ext Python path",
+                PY_SEND_BATCH + "  (pg_mq_send_batch before the generated batch functions)",
+                _exec_batch(PY_SEND_BATCH),
+                "ext",
+                ("_pg_mq_send_batch_dispatch",),
+            ),
             _pgq_variant("batch"),
         ],
         target=0.85,
@@ -1101,6 +1156,9 @@ def setup_layers(admin: psycopg.Connection) -> tuple[list[tuple[str, str]], list
         direct = call.split("(")[0].replace("SELECT", "PERFORM", 1) + f"({p}, 25, NULL, 0, NULL)"
         steps.append(("generated send function directly", direct))
     steps.append(("pg_mq_send_message before (-> _pg_mq_send)", f"PERFORM bench_prior.send_python('{CHANNEL}', {p})"))
+    steps.append(
+        ("pg_mq_send_message before (-> send_call EXECUTE)", f"PERFORM bench_prior.send_execute('{CHANNEL}', {p})")
+    )
     steps.append(("pg_mq_send_message(...) as installed", f"PERFORM {ext}.pg_mq_send_message('{CHANNEL}', {p})"))
     client = [
         ("SELECT 1 (round trip + commit)", "SELECT 1"),
@@ -1112,6 +1170,7 @@ def setup_layers(admin: psycopg.Connection) -> tuple[list[tuple[str, str]], list
     if inline:
         client.append(("SELECT 1.0's inlined SQL wrapper", f"SELECT bench_layers.send_inline('{CHANNEL}', %s::text)"))
     client.append(("SELECT pg_mq_send_message before (-> _pg_mq_send)", PY_SEND1))
+    client.append(("SELECT pg_mq_send_message before (-> send_call EXECUTE)", EXEC_SEND1))
     client.append(("SELECT pg_mq_send_message(...) as installed", SEND1))
     return steps, client
 
@@ -1350,6 +1409,8 @@ def main(argv: list[str]) -> None:
             admin.execute("SELECT pg_mq_create_queue(%s, 'text')", (CHANNEL,))
             admin.execute("CREATE SCHEMA bench_prior")
             _try(admin, PRIOR_SEND_SQL.replace("{ext}", _ext_schema(admin)))
+            _try(admin, PRIOR_EXEC_SQL.replace("{ext}", _ext_schema(admin)))
+            _try(admin, PRIOR_BATCH_SQL.replace("{ext}", _ext_schema(admin)))
             admin.execute(
                 "CREATE TABLE raw_q (id bigserial PRIMARY KEY,"
                 " sent_at timestamptz NOT NULL DEFAULT now(), payload text NOT NULL)"

@@ -2,8 +2,9 @@
 plpgsql loop rolled back, median of interleaved rounds (alternating order).
 
 CPU time rather than wall time, because the machine it runs on is shared. Compares
-pg_mq_send_message as installed with the wrapper as it was before the generated
-send functions (PL/pgSQL around the PL/Python ``_pg_mq_send``, recreated here), and
+pg_mq_send_message as installed with the wrappers as they were before the generated
+send functions (PL/pgSQL around the PL/Python ``_pg_mq_send``) and before the
+dispatcher (looking up ``send_call`` and EXECUTEing it), both recreated here, and
 shows the layers of the new path; then the same sends one per transaction from a
 client (per-transaction costs included). Usage (after make install):
 
@@ -36,6 +37,39 @@ BEGIN
         sent.visible_at := pg_catalog.now();
     END IF;
     RETURN sent;
+END
+$$;
+CREATE FUNCTION bench_prior.send_execute(in_channel text, in_payload text)
+RETURNS {ext}.pg_mq_sent LANGUAGE plpgsql AS $$
+DECLARE
+    sent {ext}.pg_mq_sent;
+    call text;
+BEGIN
+    SELECT c.send_call INTO call FROM {ext}.pg_mq_config_catalog AS c WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
+    IF call IS NOT NULL THEN
+        EXECUTE call INTO sent.msg_id USING in_payload, 25::oid, NULL::interval, 0, NULL::jsonb;
+        IF sent.msg_id IS NOT NULL THEN
+            sent.channel := in_channel;
+            sent.sent_at := pg_catalog.now();
+            sent.sent_by := SESSION_USER;
+            sent.visible_at := pg_catalog.now();
+            sent.deduplicated := false;
+            RETURN sent;
+        END IF;
+    END IF;
+    RETURN bench_prior.send_python(in_channel, in_payload);
+END
+$$;
+CREATE FUNCTION bench_prior.send_batch_python(in_channel text, in_payloads anyarray)
+RETURNS SETOF bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY EXECUTE {ext}._pg_mq_send_batch_sql(
+        in_channel, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, pg_catalog.cardinality(in_payloads),
+        CASE WHEN pg_catalog.array_ndims(in_payloads) = 1 THEN
+            pg_catalog.array_position(in_payloads, NULL) - pg_catalog.array_lower(in_payloads, 1) + 1
+        END,
+        NULL, 0, NULL
+    ) USING in_payloads, NULL::pg_catalog.interval, 0, NULL::pg_catalog.jsonb;
 END
 $$;
 CREATE FUNCTION bench_prior.lookup_only(in_channel text) RETURNS text LANGUAGE plpgsql AS $$
@@ -77,16 +111,37 @@ def main() -> None:
             p = "repeat('m', 100)"
             cases = {
                 "before: wrapper -> _pg_mq_send (PL/Python)": f"PERFORM bench_prior.send_python('bench', {p})",
+                "before: wrapper -> send_call EXECUTE": f"PERFORM bench_prior.send_execute('bench', {p})",
                 "now: pg_mq_send_message as installed": f"PERFORM pg_mq_send_message('bench', {p})",
                 "now, with delay, priority and headers": (
                     f"PERFORM pg_mq_send_message('bench', {p}, delay => '1 s', priority => 2, headers => '{{}}')"
                 ),
+                "  the dispatcher called directly": f"PERFORM _pg_mq_send_dispatch('bench', {p}, 25, NULL, 0, NULL)",
                 "  generated send function called directly": f"{direct}({p}, 25, NULL, 0, NULL)",
                 "  the wrapper's catalog lookup of send_call": "PERFORM bench_prior.lookup_only('bench')",
                 "  an EXECUTE 'SELECT 1' USING 5 arguments": f"PERFORM bench_prior.execute_only({p})",
                 "INSERT into the queue table (NOTIFY trigger)": f"INSERT INTO pg_mq_queue_bench (payload) VALUES ({p})",
                 "plpgsql loop alone": "PERFORM 1",
             }
+            # Batches of 100 (a constant array, so building it costs nothing): µs per batch.
+            a = "'{" + ",".join(["m" * 100] * 100) + "}'::text[]"
+            batch_fn = f"_pg_mq_send_batch_{direct.split('_pg_mq_send_')[1]}"
+            batches = {
+                "batch before: wrapper -> PL/Python-built EXECUTE": (
+                    f"PERFORM bench_prior.send_batch_python('bench', {a})"
+                ),
+                "batch now: pg_mq_send_batch as installed": f"PERFORM pg_mq_send_batch('bench', {a})",
+                "  the batch dispatcher called directly": (
+                    f"PERFORM _pg_mq_send_batch_dispatch('bench', {a}, 1009, NULL, 0, NULL)"
+                ),
+                "  generated batch function called directly": f"PERFORM {batch_fn}({a}, 1009, NULL, 0, NULL)",
+                "batch INSERT .. unnest on the queue table": (
+                    f"INSERT INTO pg_mq_queue_bench (payload) SELECT u.p FROM unnest({a}) WITH ORDINALITY AS u(p, i)"
+                    " ORDER BY u.i"
+                ),
+            }
+            cases.update(batches)
+            per_loop = {k: args.calls // 20 if k in batches else args.calls for k in cases}
             pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
             tick = os.sysconf("SC_CLK_TCK")
 
@@ -97,37 +152,54 @@ def main() -> None:
             got: dict[str, list[float]] = {k: [] for k in cases}
             for r in range(args.rounds + 1):  # round 0 warms the backend
                 for name in list(cases) if r % 2 else list(reversed(cases)):
-                    block = f"DO $do$ BEGIN FOR i IN 1..{args.calls} LOOP {cases[name]}; END LOOP; END $do$"
+                    block = f"DO $do$ BEGIN FOR i IN 1..{per_loop[name]} LOOP {cases[name]}; END LOOP; END $do$"
                     db.execute("BEGIN")
                     start = cpu()
                     db.execute(block)
                     used = cpu() - start
                     db.execute("ROLLBACK")
                     if r:
-                        got[name].append(used / args.calls * 1e6)
+                        got[name].append(used / per_loop[name] * 1e6)
             # The same from a client: one send per transaction (autocommit, prepared,
             # synchronous_commit off), where per-transaction costs count too.
             db.execute("SET synchronous_commit = off")
             statements = {
                 "before: wrapper -> _pg_mq_send (PL/Python)": "SELECT bench_prior.send_python('bench', %s::text)",
+                "before: wrapper -> send_call EXECUTE": "SELECT bench_prior.send_execute('bench', %s::text)",
                 "now: pg_mq_send_message as installed": "SELECT pg_mq_send_message('bench', %s::text)",
                 "INSERT into the queue table (NOTIFY trigger)": "INSERT INTO pg_mq_queue_bench (payload) VALUES (%s)",
+                "batch before: wrapper -> PL/Python-built EXECUTE": (
+                    "SELECT bench_prior.send_batch_python('bench', %s::text[])"
+                ),
+                "batch now: pg_mq_send_batch as installed": "SELECT pg_mq_send_batch('bench', %s::text[])",
+                "batch INSERT .. unnest on the queue table": (
+                    "INSERT INTO pg_mq_queue_bench (payload)"
+                    " SELECT u.p FROM unnest(%s::text[]) WITH ORDINALITY AS u(p, i) ORDER BY u.i"
+                ),
             }
             per_tx: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in statements}
             n = args.calls // 2
             for r in range(args.rounds + 1):
                 for name in list(statements) if r % 2 else list(reversed(statements)):
+                    batch = name.startswith("batch")
+                    count, value = (n // 10, ["m" * 100] * 100) if batch else (n, "m" * 100)
                     start, t0 = cpu(), time.perf_counter()
-                    for _ in range(n):
-                        db.execute(statements[name], ("m" * 100,), prepare=True)
+                    for _ in range(count):
+                        db.execute(statements[name], (value,), prepare=True)
                     t1, used = time.perf_counter(), cpu() - start
                     if r:
-                        per_tx[name][0].append(used / n * 1e6)
-                        per_tx[name][1].append((t1 - t0) / n * 1e6)
-        print(f"server CPU µs per call ({args.calls} calls per loop, median of {args.rounds} interleaved rounds)")
+                        per_tx[name][0].append(used / count * 1e6)
+                        per_tx[name][1].append((t1 - t0) / count * 1e6)
+        print(
+            f"server CPU µs per call ({args.calls} calls per loop, batches of 100 {args.calls // 20};"
+            f" median of {args.rounds} interleaved rounds)"
+        )
         for name, values in got.items():
             print(f"  {name:<52} {median(values):7.1f}  ({min(values):.0f}-{max(values):.0f})")
-        print(f"one send per transaction from one client ({n} per round, sync off, prepared): server CPU (range), wall")
+        print(
+            f"one send (or batch of 100) per transaction from one client ({n} sends, {n // 10} batches per round,"
+            " sync off, prepared): server CPU (range), wall, µs per transaction"
+        )
         for name, (c, w) in per_tx.items():
             print(f"  {name:<52} {median(c):7.1f}  ({min(c):.0f}-{max(c):.0f})  {median(w):7.1f}")
     finally:

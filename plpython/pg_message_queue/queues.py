@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,7 @@ def create_queue(channel: str | None, type_name: str | None) -> dict[str, Any]:
         (channel, table, type_oid),
     )
     build_send_function(get(channel))
+    build_dispatch()
     return rows[0]
 
 
@@ -159,11 +161,21 @@ TEXT_OIDS = (25, 1043, 705)  # text, varchar, unknown: parsed by the queue type'
 _SEND_ARGS = "(pg_catalog.text, pg_catalog.oid, pg_catalog.interval, pg_catalog.int4, pg_catalog.jsonb)"
 
 
+TEXT_ARRAY_OIDS = (1009, 1015)  # text[], varchar[]
+_BATCH_ARGS = "(pg_catalog.anyarray, pg_catalog.oid, pg_catalog.interval, pg_catalog.int4, pg_catalog.jsonb)"
+
+
 def send_function(channel: str) -> str:
     """The qualified name of ``channel``'s generated send function (one per channel
     name, so a re-created queue replaces its predecessor's)."""
     digest = hashlib.sha256(channel.encode()).hexdigest()[:32]
     return f"{_db.schema()}._pg_mq_send_{digest}"
+
+
+def batch_function(channel: str) -> str:
+    """The qualified name of ``channel``'s generated batch send function."""
+    digest = hashlib.sha256(channel.encode()).hexdigest()[:32]
+    return f"{_db.schema()}._pg_mq_send_batch_{digest}"
 
 
 def build_send_function(queue: Queue) -> None:
@@ -184,7 +196,7 @@ def build_send_function(queue: Queue) -> None:
     """
     row = _db.run(
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) AS type_name,"
-        " c.table_name, c.settings::text AS settings"
+        " t.typarray::pg_catalog.int8 AS array_oid, c.table_name, c.settings::text AS settings"
         f" FROM {_catalog()} c, pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
         " WHERE c.channel = $1 AND t.oid = c.payload_type",
         ("text",),
@@ -192,6 +204,12 @@ def build_send_function(queue: Queue) -> None:
     )[0]
     kinds = " AND ".join(f"$2 OPERATOR(pg_catalog.<>) {oid}::pg_catalog.oid" for oid in (queue.type_oid, *TEXT_OIDS))
     priority = "$4" if queue.settings.priority_ordering else "0"
+    guard = (
+        f"EXISTS (SELECT FROM {_catalog()} c WHERE c.channel OPERATOR(pg_catalog.=) {_db.literal(queue.channel)}"
+        f" AND c.table_name OPERATOR(pg_catalog.=) {_db.literal(row['table_name'])}::pg_catalog.name"
+        f" AND c.payload_type::pg_catalog.oid OPERATOR(pg_catalog.=) {queue.type_oid}::pg_catalog.oid"
+        f" AND c.settings OPERATOR(pg_catalog.=) {_db.literal(row['settings'])}::pg_catalog.jsonb)"
+    )
     body = (
         "DECLARE id pg_catalog.int8; BEGIN"
         f" IF $2 IS NULL OR ({kinds}) THEN RETURN NULL; END IF;"
@@ -199,10 +217,7 @@ def build_send_function(queue: Queue) -> None:
         f" SELECT $1::{row['type_name']},"
         " pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE($3, '0'::pg_catalog.interval), "
         f"{priority}, $5"
-        f" WHERE EXISTS (SELECT FROM {_catalog()} c WHERE c.channel OPERATOR(pg_catalog.=) {_db.literal(queue.channel)}"
-        f" AND c.table_name OPERATOR(pg_catalog.=) {_db.literal(row['table_name'])}::pg_catalog.name"
-        f" AND c.payload_type::pg_catalog.oid OPERATOR(pg_catalog.=) {queue.type_oid}::pg_catalog.oid"
-        f" AND c.settings OPERATOR(pg_catalog.=) {_db.literal(row['settings'])}::pg_catalog.jsonb)"
+        f" WHERE {guard}"
         " RETURNING msg_id INTO id;"
         " RETURN id; END"
     )
@@ -219,6 +234,103 @@ def build_send_function(queue: Queue) -> None:
         ("text", "text"),
         (queue.channel, f"SELECT {name}($1, $2, $3, $4, $5)"),
     )
+    _build_batch_function(queue, row["type_name"], int(row["array_oid"]), priority, guard)
+
+
+def _build_batch_function(queue: Queue, type_name: str, array_oid: int, priority: str, guard: str) -> None:
+    """Generate the queue's batch send function, which pg_mq_send_batch calls
+    through ``_pg_mq_send_batch_dispatch``: the INSERT that ``send_batch_sql``
+    builds, on the typed array as it came ($1; $2 its type, then delay, priority,
+    headers), planned once per backend instead of a PL/Python call and an EXECUTE
+    per batch. An array of the queue's own type goes in as it is, text[] and
+    varchar[] through the type's input. It returns the new ids in input order, or
+    NULL, inserting nothing, for any other array type or when the guard (as in
+    build_send_function) finds the catalog row changed: the wrapper then takes
+    the Python path. The wrapper sends only non-empty one-dimensional arrays
+    without NULLs here, so an empty result means the guard refused.
+    """
+
+    def insert(payload: str) -> str:
+        # Rows are inserted in ordinality order, so ids ascend in input order.
+        return (
+            f"WITH i AS (INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
+            f" SELECT {payload}, pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE($3, '0'::pg_catalog.interval),"
+            f" {priority}, $5 FROM pg_catalog.unnest($1) WITH ORDINALITY AS u(p, i) WHERE {guard}"
+            " ORDER BY u.i RETURNING msg_id)"
+            " SELECT pg_catalog.array_agg(i.msg_id ORDER BY i.msg_id) INTO ids FROM i;"
+        )
+
+    text_arrays = " OR ".join(f"$2 OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid" for oid in TEXT_ARRAY_OIDS)
+    branches = []
+    if array_oid and array_oid not in TEXT_ARRAY_OIDS:
+        branches.append(f"$2 OPERATOR(pg_catalog.=) {array_oid}::pg_catalog.oid THEN {insert('u.p')}")
+    branches.append(f"{text_arrays} THEN {insert(f'u.p::pg_catalog.text::{type_name}')}")
+    body = f"DECLARE ids pg_catalog.int8[]; BEGIN IF {' ELSIF '.join(branches)} END IF; RETURN ids; END"
+    name = batch_function(queue.channel)
+    _db.ddl(
+        f"CREATE OR REPLACE FUNCTION {name}{_BATCH_ARGS} RETURNS pg_catalog.int8[] LANGUAGE plpgsql"
+        f" AS {_db.literal(body)}"
+    )
+    _db.ddl(
+        f"COMMENT ON FUNCTION {name}{_BATCH_ARGS} IS"
+        f" {_db.literal('Generated: pg_mq_send_batch of queue ' + queue.channel)}"
+    )
+
+
+_DISPATCH_ARGS = (  # as sql/incremental/030-send-dispatch.sql declares them
+    "(in_channel pg_catalog.text, in_payload pg_catalog.text, in_type pg_catalog.oid,"
+    " delay pg_catalog.interval, priority pg_catalog.int4, headers pg_catalog.jsonb)"
+)
+_BATCH_DISPATCH_ARGS = (  # likewise
+    "(in_channel pg_catalog.text, in_payloads pg_catalog.anyarray, in_type pg_catalog.oid,"
+    " delay pg_catalog.interval, priority pg_catalog.int4, headers pg_catalog.jsonb)"
+)
+_DISPATCH_LEAF = 4  # channels compared one by one; more are split in halves
+
+
+def build_dispatch() -> None:
+    """Regenerate ``_pg_mq_send_dispatch`` and ``_pg_mq_send_batch_dispatch``, which
+    pg_mq_send_message and pg_mq_send_batch call directly.
+
+    Each maps a channel to a call of the queue's generated (batch) send function, with a
+    balanced tree of comparisons (byte order) down to a few equality tests, so
+    PL/pgSQL plans each call once per backend where the wrapper used to look up
+    send_call and EXECUTE it, parsed and planned on every send. A channel it does
+    not know gives NULL (the wrapper then falls back to send_call). It depends
+    only on which queues have a send function, so settings changes leave it
+    alone; the guard that keeps stale settings out is in the send functions.
+    The catalog lock makes concurrent creates and drops regenerate it one at a
+    time (two concurrent replacements of one function would fail).
+    """
+    _db.ddl(f"LOCK TABLE {_catalog()} IN SHARE ROW EXCLUSIVE MODE")
+    channels = [
+        r["channel"]
+        for r in _db.run(
+            f'SELECT channel FROM {_catalog()} WHERE send_call IS NOT NULL ORDER BY channel COLLATE pg_catalog."C"'
+        )
+    ]
+    for name, args, returns, function in (
+        ("_pg_mq_send_dispatch", _DISPATCH_ARGS, "pg_catalog.int8", send_function),
+        ("_pg_mq_send_batch_dispatch", _BATCH_DISPATCH_ARGS, "pg_catalog.int8[]", batch_function),
+    ):
+        body = f"BEGIN {_dispatch_tree(channels, function)} RETURN NULL; END"
+        _db.ddl(
+            f"CREATE OR REPLACE FUNCTION {_db.schema()}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"
+            f" AS {_db.literal(body)}"
+        )
+
+
+def _dispatch_tree(channels: list[str], function: Callable[[str], str]) -> str:
+    if len(channels) <= _DISPATCH_LEAF:
+        return " ".join(
+            f"IF $1 OPERATOR(pg_catalog.=) {_db.literal(c)} THEN RETURN {function(c)}($2, $3, $4, $5, $6); END IF;"
+            for c in channels
+        )
+    mid = len(channels) // 2
+    return (
+        f'IF $1 OPERATOR(pg_catalog.<) {_db.literal(channels[mid])} COLLATE pg_catalog."C" THEN'
+        f" {_dispatch_tree(channels[:mid], function)} ELSE {_dispatch_tree(channels[mid:], function)} END IF;"
+    )
 
 
 def _create_trigger(qualified: str, channel: str, enabled: bool = True) -> None:
@@ -233,6 +345,9 @@ def _create_trigger(qualified: str, channel: str, enabled: bool = True) -> None:
 
 def drop_queue(channel: str | None, force: bool | None) -> bool:
     """Drop a queue. One still holding undelivered messages needs ``force``."""
+    # Taken first: build_dispatch below needs it, and taking it after the row
+    # lock would let two concurrent drops deadlock.
+    _db.ddl(f"LOCK TABLE {_catalog()} IN SHARE ROW EXCLUSIVE MODE")
     queue = get(check_channel(channel), lock=True)
     users = [
         r["channel"]
@@ -273,7 +388,9 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
             )
     _db.ddl(f"DROP TABLE IF EXISTS {queue.table}")  # IF EXISTS: a table dropped by hand
     _db.ddl(f"DROP FUNCTION IF EXISTS {send_function(queue.channel)}{_SEND_ARGS}")
+    _db.ddl(f"DROP FUNCTION IF EXISTS {batch_function(queue.channel)}{_BATCH_ARGS}")
     _db.run(f"DELETE FROM {_catalog()} WHERE channel = $1", ("text",), (channel,))
+    build_dispatch()
     _db.forget(queue.table)
     return True
 
@@ -292,6 +409,7 @@ def table_exists(queue: Queue) -> bool:
 
 def rebuild_triggers() -> int:
     """Recreate every queue's notify trigger (after a restore); returns how many."""
+    _db.ddl(f"LOCK TABLE {_catalog()} IN SHARE ROW EXCLUSIVE MODE")  # see build_dispatch
     done = 0
     for row in _db.run(f"SELECT channel FROM {_catalog()} ORDER BY channel"):
         queue = get(row["channel"])
@@ -302,6 +420,7 @@ def rebuild_triggers() -> int:
         _create_trigger(queue.table, queue.channel, queue.settings.notify)
         build_send_function(queue)
         done += 1
+    build_dispatch()
     return done
 
 

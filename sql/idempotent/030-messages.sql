@@ -27,8 +27,9 @@ COMMENT ON FUNCTION _pg_mq_send(text, oid, text, interval, integer, text, jsonb)
 -- function's SET costs as much again): every name and operator is qualified.
 -- A send without dedup_key whose checks pass runs the queue's generated send
 -- function (see queues.build_send_function; about half the cost of the Python
--- path, README Benchmark); the statement comes from the catalog, which only the
--- extension's owner writes.
+-- path, README Benchmark) through the generated _pg_mq_send_dispatch (a call
+-- PL/pgSQL plans once; see queues.build_dispatch), or else through the statement
+-- in the catalog. The extension's owner owns and alone writes all three.
 CREATE OR REPLACE FUNCTION pg_mq_send_message(
     in_channel text,
     in_payload anyelement,
@@ -50,19 +51,26 @@ BEGIN
     IF dedup_key IS NULL AND in_payload IS NOT NULL AND priority IS NOT NULL
         AND (delay IS NULL OR pg_catalog.date_part('epoch', delay) OPERATOR(pg_catalog.>=) 0)
         AND (headers IS NULL OR pg_catalog.jsonb_typeof(headers) OPERATOR(pg_catalog.=) 'object') THEN
-        SELECT c.send_call INTO call FROM @extschema@.pg_mq_config_catalog AS c
-        WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
-        IF call IS NOT NULL THEN
-            EXECUTE call INTO sent.msg_id
-            USING in_payload::pg_catalog.text, pg_catalog.pg_typeof(in_payload)::pg_catalog.oid, delay, priority, headers;
-            IF sent.msg_id IS NOT NULL THEN
-                sent.channel := in_channel;
-                sent.sent_at := pg_catalog.now();
-                sent.sent_by := SESSION_USER;
-                sent.visible_at := pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval);
-                sent.deduplicated := false;
-                RETURN sent;
+        sent.msg_id := @extschema@._pg_mq_send_dispatch(
+            in_channel, in_payload::pg_catalog.text, pg_catalog.pg_typeof(in_payload)::pg_catalog.oid, delay, priority, headers
+        );
+        IF sent.msg_id IS NULL THEN
+            -- Not in the dispatcher (an upgraded or restored installation before
+            -- pg_mq_rebuild_triggers), or refused: the catalog's call, then Python.
+            SELECT c.send_call INTO call FROM @extschema@.pg_mq_config_catalog AS c
+            WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
+            IF call IS NOT NULL THEN
+                EXECUTE call INTO sent.msg_id
+                USING in_payload::pg_catalog.text, pg_catalog.pg_typeof(in_payload)::pg_catalog.oid, delay, priority, headers;
             END IF;
+        END IF;
+        IF sent.msg_id IS NOT NULL THEN
+            sent.channel := in_channel;
+            sent.sent_at := pg_catalog.now();
+            sent.sent_by := SESSION_USER;
+            sent.visible_at := pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval);
+            sent.deduplicated := false;
+            RETURN sent;
         END IF;
     END IF;
     sent := @extschema@._pg_mq_send(
@@ -103,19 +111,26 @@ BEGIN
     IF dedup_key IS NULL AND in_payload IS NOT NULL AND priority IS NOT NULL
         AND (delay IS NULL OR pg_catalog.date_part('epoch', delay) OPERATOR(pg_catalog.>=) 0)
         AND (headers IS NULL OR pg_catalog.jsonb_typeof(headers) OPERATOR(pg_catalog.=) 'object') THEN
-        SELECT c.send_call INTO call FROM @extschema@.pg_mq_config_catalog AS c
-        WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
-        IF call IS NOT NULL THEN
-            EXECUTE call INTO sent.msg_id
-            USING in_payload, 'pg_catalog.text'::pg_catalog.regtype::pg_catalog.oid, delay, priority, headers;
-            IF sent.msg_id IS NOT NULL THEN
-                sent.channel := in_channel;
-                sent.sent_at := pg_catalog.now();
-                sent.sent_by := SESSION_USER;
-                sent.visible_at := pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval);
-                sent.deduplicated := false;
-                RETURN sent;
+        sent.msg_id := @extschema@._pg_mq_send_dispatch(
+            in_channel, in_payload, 'pg_catalog.text'::pg_catalog.regtype::pg_catalog.oid, delay, priority, headers
+        );
+        IF sent.msg_id IS NULL THEN
+            -- Not in the dispatcher (an upgraded or restored installation before
+            -- pg_mq_rebuild_triggers), or refused: the catalog's call, then Python.
+            SELECT c.send_call INTO call FROM @extschema@.pg_mq_config_catalog AS c
+            WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
+            IF call IS NOT NULL THEN
+                EXECUTE call INTO sent.msg_id
+                USING in_payload, 'pg_catalog.text'::pg_catalog.regtype::pg_catalog.oid, delay, priority, headers;
             END IF;
+        END IF;
+        IF sent.msg_id IS NOT NULL THEN
+            sent.channel := in_channel;
+            sent.sent_at := pg_catalog.now();
+            sent.sent_by := SESSION_USER;
+            sent.visible_at := pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval);
+            sent.deduplicated := false;
+            RETURN sent;
         END IF;
     END IF;
     sent := @extschema@._pg_mq_send(
@@ -132,6 +147,13 @@ END
 $$;
 COMMENT ON FUNCTION pg_mq_send_message(text, text, interval, integer, text, jsonb) IS
 'Send in_payload, given as text or an untyped literal and parsed as the queue''s type, to queue in_channel; NOTIFY fires on commit. Returns msg_id, sent_at, sent_by, delivered_at (as the original), channel, visible_at, deduplicated.';
+
+-- The dispatcher itself is created once (sql/incremental/030-send-dispatch.sql)
+-- and regenerated by Python; re-running this part must not reset it.
+COMMENT ON FUNCTION _pg_mq_send_dispatch(text, text, oid, interval, integer, jsonb) IS
+'Internal, generated: calls the send function of queue in_channel (NULL: not known here); regenerated when queues are created or dropped.';
+COMMENT ON FUNCTION _pg_mq_send_batch_dispatch(text, anyarray, oid, interval, integer, jsonb) IS
+'Internal, generated: calls the batch send function of queue in_channel (NULL: not known here, or not taken); regenerated when queues are created or dropped.';
 
 -- Forget a dedup_key on messages sent before the queue's dedup_window, so a new
 -- message may take it. SECURITY DEFINER because senders may not update messages;
@@ -166,9 +188,13 @@ COMMENT ON FUNCTION _pg_mq_send_batch_sql(text, oid, integer, integer, interval,
 'Internal: checks a pg_mq_send_batch call and returns the SQL that runs it.';
 
 -- Send many messages in one statement; returns their msg_ids in input order.
--- PL/pgSQL runs the INSERT Python built on the typed array as it came: payloads
--- of the queue's type never go through text or Python objects (measured: see
--- the README's Benchmark section).
+-- The INSERT runs on the typed array as it came: payloads of the queue's type
+-- never go through text or Python objects (measured: see the README's Benchmark
+-- section). A non-empty one-dimensional array without NULLs whose options pass
+-- the cheap checks goes to the queue's generated batch function through the
+-- generated _pg_mq_send_batch_dispatch (no PL/Python, planned once per backend;
+-- see queues.build_dispatch); anything else, or what that refuses, runs the
+-- INSERT _pg_mq_send_batch_sql (Python) checks and builds.
 CREATE OR REPLACE FUNCTION pg_mq_send_batch(
     in_channel text,
     in_payloads anyarray,
@@ -180,7 +206,23 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ids pg_catalog.int8[];
 BEGIN
+    -- array_position refuses multidimensional arrays: test the dimensions first.
+    IF pg_catalog.array_ndims(in_payloads) OPERATOR(pg_catalog.=) 1 THEN
+        IF pg_catalog.array_position(in_payloads, NULL) IS NULL AND priority IS NOT NULL
+            AND (delay IS NULL OR pg_catalog.date_part('epoch', delay) OPERATOR(pg_catalog.>=) 0)
+            AND (headers IS NULL OR pg_catalog.jsonb_typeof(headers) OPERATOR(pg_catalog.=) 'object') THEN
+            ids := @extschema@._pg_mq_send_batch_dispatch(
+                in_channel, in_payloads, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, delay, priority, headers
+            );
+            IF ids IS NOT NULL THEN
+                RETURN QUERY SELECT pg_catalog.unnest(ids);
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
     RETURN QUERY EXECUTE @extschema@._pg_mq_send_batch_sql(
         in_channel, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, pg_catalog.cardinality(in_payloads),
         CASE WHEN pg_catalog.array_ndims(in_payloads) = 1 THEN
