@@ -54,6 +54,7 @@ from servers import Postgres, RabbitMQ
 
 QUEUE = "pgmq_bench_amqp"
 BODY = "x" * 100
+BIG = 10_000
 LINK_PY = Path(__file__).resolve().parents[1] / "plpython" / "pg_message_queue" / "amqp_link.py"
 
 
@@ -120,6 +121,12 @@ def _raw_pipelined(port: int, seconds: float, batch: int = 100) -> float:
         link.disconnect(-1)
 
 
+def _raw_pipelined_big(port: int, seconds: float) -> float:
+    """One batch of BIG messages written at once, then its confirms: the broker's floor
+    under a commit that publishes BIG messages (a watched 10,000-row statement)."""
+    return _raw_pipelined(port, seconds, BIG)
+
+
 def _publish_per_tx(conn: psycopg.Connection, broker_id: int, n: int, seconds: float) -> float:
     if n == 1:
         sql = "SELECT amqp.publish(%s, '', %s, %s)"
@@ -130,6 +137,18 @@ def _publish_per_tx(conn: psycopg.Connection, broker_id: int, n: int, seconds: f
         conn.execute(sql, (broker_id, QUEUE, BODY))
         conn.commit()
         return n
+
+    return _timed(seconds, step)
+
+
+def _publish_only(conn: psycopg.Connection, broker_id: int, seconds: float) -> float:
+    """publish() alone: 100 calls in one statement, rolled back (nothing is sent)."""
+    sql = "SELECT count(amqp.publish(%s, '', %s, %s)) FROM generate_series(1, 100)"
+
+    def step() -> int:
+        conn.execute(sql, (broker_id, QUEUE, BODY))
+        conn.rollback()
+        return 100
 
     return _timed(seconds, step)
 
@@ -174,9 +193,10 @@ def run(
     seconds_per_case: float = 2.0,
     amqp_port: int | None = None,
     versus: str | None = None,
+    big: bool = False,
 ) -> list[dict]:
     with _broker(amqp_port) as port:
-        return _run(dsn, port, rounds, seconds_per_case, versus)
+        return _run(dsn, port, rounds, seconds_per_case, versus, big)
 
 
 def _add_broker(admin: psycopg.Connection, port: int) -> int:
@@ -188,7 +208,7 @@ def _add_broker(admin: psycopg.Connection, port: int) -> int:
     ).fetchone()[0]
 
 
-def _run(dsn: str, port: int, rounds: int, seconds: float, versus: str | None = None) -> list[dict]:
+def _run(dsn: str, port: int, rounds: int, seconds: float, versus: str | None = None, big: bool = False) -> list[dict]:
     admin = psycopg.connect(dsn, autocommit=True)
     fsync = admin.execute("SHOW fsync").fetchone()[0]
     admin.execute("CREATE TABLE IF NOT EXISTS pgmq_bench_amqp_rows (id bigserial PRIMARY KEY, body text)")
@@ -212,7 +232,18 @@ def _run(dsn: str, port: int, rounds: int, seconds: float, versus: str | None = 
         cases += [
             ("amqp.publish, 1/tx (versus)", lambda: _publish_per_tx(other_conn, other_broker, 1, seconds)),
             ("amqp.publish, 100/tx (versus)", lambda: _publish_per_tx(other_conn, other_broker, 100, seconds)),
+            ("publish() alone, rolled back", lambda: _publish_only(conn, broker_id, seconds)),
+            ("publish() alone, rolled back (versus)", lambda: _publish_only(other_conn, other_broker, seconds)),
         ]
+    if big:
+        cases += [
+            (f"raw pipelined confirms, {BIG}", lambda: _raw_pipelined_big(port, seconds)),
+            (f"amqp.publish, {BIG}/tx", lambda: _publish_per_tx(conn, broker_id, BIG, seconds)),
+        ]
+        if other_conn is not None:
+            cases.append(
+                (f"amqp.publish, {BIG}/tx (versus)", lambda: _publish_per_tx(other_conn, other_broker, BIG, seconds))
+            )
     ratios: dict[str, list[float]] = {
         "100/tx vs no confirms": [],
         "100/tx vs pipelined confirms": [],
@@ -222,6 +253,7 @@ def _run(dsn: str, port: int, rounds: int, seconds: float, versus: str | None = 
         ratios["(versus) 100/tx vs no confirms"] = []
         ratios["100/tx vs (versus) 100/tx"] = []
         ratios["1/tx vs (versus) 1/tx"] = []
+        ratios["publish() alone vs (versus)"] = []
     try:
         _publish_per_tx(conn, broker_id, 100, 0.3)  # warm up: connection, plans
         if other_conn is not None:
@@ -245,6 +277,17 @@ def _run(dsn: str, port: int, rounds: int, seconds: float, versus: str | None = 
                     this["amqp.publish, 100/tx"] / this["amqp.publish, 100/tx (versus)"]
                 )
                 ratios["1/tx vs (versus) 1/tx"].append(this["amqp.publish, 1/tx"] / this["amqp.publish, 1/tx (versus)"])
+                ratios["publish() alone vs (versus)"].append(
+                    this["publish() alone, rolled back"] / this["publish() alone, rolled back (versus)"]
+                )
+            if big:
+                ratios.setdefault(f"{BIG}/tx vs raw pipelined {BIG}", []).append(
+                    this[f"amqp.publish, {BIG}/tx"] / this[f"raw pipelined confirms, {BIG}"]
+                )
+                if other_conn is not None:
+                    ratios.setdefault(f"{BIG}/tx vs (versus) {BIG}/tx", []).append(
+                        this[f"amqp.publish, {BIG}/tx"] / this[f"amqp.publish, {BIG}/tx (versus)"]
+                    )
             order = [False, True] if r % 2 == 0 else [True, False]
             for with_publish in order:
                 key = "with publish" if with_publish else "without publish"
@@ -310,9 +353,10 @@ def main() -> None:
     ap.add_argument("--dsn", help="use this running server (extension installed) instead of starting one")
     ap.add_argument("--amqp-port", type=int, help="use this running RabbitMQ instead of starting one")
     ap.add_argument("--versus", help="DSN of a second server whose amqp.publish cases run in the same rounds")
+    ap.add_argument("--big", action="store_true", help=f"add {BIG:,}-message cases (raw pipelined floor, 1 tx)")
     args = ap.parse_args()
     if args.dsn:
-        run(args.dsn, args.rounds, args.seconds, args.amqp_port, args.versus)
+        run(args.dsn, args.rounds, args.seconds, args.amqp_port, args.versus, args.big)
         return
     root = Path(tempfile.mkdtemp(prefix="pgmq-bench-amqp-"))
     root.chmod(0o755)  # the server runs as the postgres OS user when we are root
@@ -320,7 +364,7 @@ def main() -> None:
     try:
         pg.start()
         pg.psql("CREATE DATABASE bench_amqp")
-        run(pg.dsn("bench_amqp"), args.rounds, args.seconds, args.amqp_port, args.versus)
+        run(pg.dsn("bench_amqp"), args.rounds, args.seconds, args.amqp_port, args.versus, args.big)
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)

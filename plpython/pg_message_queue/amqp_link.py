@@ -10,8 +10,11 @@ to the socket in chunks as it goes (so the broker works while we encode), the
 caller may do its own work meanwhile (the outbox DELETE), and :func:`finish`
 processes I/O until every delivery tag is settled (``Basic.Ack``/``Basic.Nack``,
 with ``multiple``), a ``Basic.Return`` marks a mandatory message unroutable, the
-channel or connection closes, or the confirm timeout passes. Everything runs
-in the calling backend: no threads, timers only inside pika's own poll loop.
+channel or connection closes, or the confirm timeout passes. Confirms are
+parsed from the received bytes by :func:`confirm_reader` (installed as the
+transport's ``data_received``); every other frame goes through pika as before.
+Everything runs in the calling backend: no threads, timers only inside pika's
+own poll loop.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ INVALID = "invalid"  # cannot be encoded (e.g. a property longer than 255 bytes)
 
 FINAL_FAILURES = (NACK, RETURNED, REFUSED, INVALID)
 # Messages encoded per socket write: the broker starts on a chunk while we encode the next.
+# Later chunks grow (each write is a system call, and a wake-up of the broker).
 WRITE_CHUNK = 32
+WRITE_GROWTH = 2
+WRITE_CHUNK_MAX = 512
 # A cached link used within this many seconds skips the full liveness check
 # (process_data_events) unless input is waiting on its socket.
 IDLE_RECHECK = 1.0
@@ -401,9 +407,11 @@ def start(link: Link, messages: list[Message]) -> Pending:
         # Plain TCP: push each chunk to the socket now rather than at the next poll.
         direct = type(transport).__name__ == "_AsyncPlaintextTransport"
         methods: dict[tuple[str, str, bool], bytes] = {}
-        for first in range(0, len(messages), WRITE_CHUNK):
+        first, size = 0, WRITE_CHUNK
+        while first < len(messages):
             parts = []
-            for i in range(first, min(first + WRITE_CHUNK, len(messages))):
+            last = min(first + size, len(messages))
+            for i in range(first, last):
                 try:
                     parts.append(encode_publish(number, body_max, messages[i], methods))
                 except Exception as exc:
@@ -415,6 +423,7 @@ def start(link: Link, messages: list[Message]) -> Pending:
                 conn_impl._output_marshaled_frames([b"".join(parts)])
                 if direct and transport._tx_buffers:
                     transport._on_socket_writable()
+            first, size = last, min(size * WRITE_GROWTH, WRITE_CHUNK_MAX)
     except Exception as exc:
         pending.error = exc
     return pending
