@@ -206,3 +206,62 @@ def test_unicode_body_arrives_intact(db: psycopg.Connection, rabbit: Rabbit, bro
     text = "héllo wörld ✓ 日本"
     db.execute("SELECT amqp.publish(%s, '', %s, %s)", (broker, queue, text))
     assert [b for _, b in rabbit.drain(queue, 1)] == [text]
+
+
+def test_nacks_in_the_middle_of_a_pipelined_batch_keep_exactly_the_refused_messages(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    # A queue that takes 3 messages and makes the broker nack the rest (reject-publish):
+    # one commit's batch of 8 is confirmed for its first 3 and nacked for the others.
+    name = rabbit.queue()
+    ch = rabbit.channel()
+    ch.queue_delete(name)
+    ch.queue_declare(name, arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    ch.connection.close()
+    conn = connect(autocommit=False)
+    seen: list[str] = []
+    conn.add_notice_handler(lambda d: seen.append(d.message_primary or ""))
+    conn.execute("SELECT count(amqp.publish(%s, '', %s, 'm' || i)) FROM generate_series(1, 8) AS i", (broker, name))
+    conn.commit()
+    admin = connect()
+    kept = admin.execute("SELECT message, failed, last_error FROM amqp.outbox ORDER BY id").fetchall()
+    assert [m for m, _, _ in kept] == ["m4", "m5", "m6", "m7", "m8"]
+    assert all(failed and "nacked" in (error or "") for _, failed, error in kept), kept
+    assert any("5 message(s)" in w and "not confirmed at commit" in w for w in seen), seen
+    assert [b for _, b in rabbit.drain(name, 3)] == ["m1", "m2", "m3"]  # drained: room again
+    # once made eligible again, the relay's flush sends the kept ones, in order
+    assert admin.execute("SELECT amqp.retry_failed(%s)", (broker,)).fetchone() == (5,)
+    assert admin.execute("SELECT amqp.flush(%s)", (broker,)).fetchone() == (3,)
+    assert [b for _, b in rabbit.drain(name, 3)] == ["m4", "m5", "m6"]
+    assert [m for (m,) in admin.execute("SELECT message FROM amqp.outbox ORDER BY id")] == ["m7", "m8"]
+
+
+def test_a_transactions_first_message_arms_the_commit_hook_and_the_others_skip_the_trigger(
+    connect: Callable[..., psycopg.Connection], rabbit: Rabbit, broker: int
+) -> None:
+    # Only the first row goes to the table with the commit-time trigger; the rest (and a
+    # strict row) to its trigger-less child amqp._outbox_rest; a savepoint rollback that
+    # undid the first row makes the next one arm again. Everything is sent at commit.
+    queue = rabbit.queue()
+    conn = connect(autocommit=False)
+    where = "SELECT tableoid::regclass::text, message FROM amqp.outbox ORDER BY id"
+    conn.execute("SAVEPOINT s")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'undone')", (broker, queue))
+    conn.execute("ROLLBACK TO SAVEPOINT s")
+    for body in ("a", "b", "c"):
+        conn.execute("SELECT amqp.publish(%s, '', %s, %s)", (broker, queue, body))
+    assert conn.execute(where).fetchall() == [
+        ("amqp.outbox", "a"),
+        ("amqp._outbox_rest", "b"),
+        ("amqp._outbox_rest", "c"),
+    ]
+    conn.commit()
+    assert [b for _, b in rabbit.drain(queue, 3)] == ["a", "b", "c"]
+    assert connect().execute("SELECT count(*) FROM amqp.outbox").fetchone() == (0,)
+    conn.execute("SET pg_message_queue.amqp_strict = on")
+    conn.execute("SELECT amqp.publish(%s, '', %s, 'strict')", (broker, queue))
+    assert conn.execute(where).fetchall() == [("amqp._outbox_rest", "strict")]
+    conn.commit()
+    assert rabbit.drain(queue, 1, timeout=0.5) == []  # strict: the relay sends it
+    assert connect().execute("SELECT amqp.flush(%s)", (broker,)).fetchone() == (1,)
+    assert [b for _, b in rabbit.drain(queue, 1)] == ["strict"]

@@ -132,6 +132,7 @@ RELATIONS = {
     "amqp.outbox_id_seq",
     "amqp.status",
     "amqp._commit_probe",  # internal: no privileges for anyone but the owner
+    "amqp._outbox_rest",  # internal: publish()'s rows without a trigger event; read through amqp.outbox
     "amqp._broker_flags",
     "pg_mq_watch",  # read through pg_mq_watches; no privileges for anyone but the owner
     "pg_mq_watch_watch_id_seq",

@@ -23,6 +23,12 @@ Prints a table and returns one dict per case. Standalone (starts its own
 PostgreSQL and RabbitMQ; needs ``make install`` first)::
 
     .venv/bin/python tools/bench_amqp.py [--rounds 5] [--seconds 2] [--fsync on|off]
+
+Before/after in one run: ``--dsn`` and ``--amqp-port`` use servers already running,
+and ``--versus DSN`` adds the two ``amqp.publish`` cases run against a second server
+(e.g. one with the previous code installed, from another checkout under another
+isolated name) in the same interleaved rounds, labelled ``(versus)``, with the ratio
+of this install's 100/tx rate to the other's per round.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from servers import Postgres, RabbitMQ
 
 QUEUE = "pgmq_bench_amqp"
 BODY = "x" * 100
+BIG = 10_000
 LINK_PY = Path(__file__).resolve().parents[1] / "plpython" / "pg_message_queue" / "amqp_link.py"
 
 
@@ -114,6 +121,12 @@ def _raw_pipelined(port: int, seconds: float, batch: int = 100) -> float:
         link.disconnect(-1)
 
 
+def _raw_pipelined_big(port: int, seconds: float) -> float:
+    """One batch of BIG messages written at once, then its confirms: the broker's floor
+    under a commit that publishes BIG messages (a watched 10,000-row statement)."""
+    return _raw_pipelined(port, seconds, BIG)
+
+
 def _publish_per_tx(conn: psycopg.Connection, broker_id: int, n: int, seconds: float) -> float:
     if n == 1:
         sql = "SELECT amqp.publish(%s, '', %s, %s)"
@@ -124,6 +137,18 @@ def _publish_per_tx(conn: psycopg.Connection, broker_id: int, n: int, seconds: f
         conn.execute(sql, (broker_id, QUEUE, BODY))
         conn.commit()
         return n
+
+    return _timed(seconds, step)
+
+
+def _publish_only(conn: psycopg.Connection, broker_id: int, seconds: float) -> float:
+    """publish() alone: 100 calls in one statement, rolled back (nothing is sent)."""
+    sql = "SELECT count(amqp.publish(%s, '', %s, %s)) FROM generate_series(1, 100)"
+
+    def step() -> int:
+        conn.execute(sql, (broker_id, QUEUE, BODY))
+        conn.rollback()
+        return 100
 
     return _timed(seconds, step)
 
@@ -162,21 +187,35 @@ def _broker(amqp_port: int | None) -> Iterator[int]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run(dsn: str, rounds: int = 5, seconds_per_case: float = 2.0, amqp_port: int | None = None) -> list[dict]:
+def run(
+    dsn: str,
+    rounds: int = 5,
+    seconds_per_case: float = 2.0,
+    amqp_port: int | None = None,
+    versus: str | None = None,
+    big: bool = False,
+) -> list[dict]:
     with _broker(amqp_port) as port:
-        return _run(dsn, port, rounds, seconds_per_case)
+        return _run(dsn, port, rounds, seconds_per_case, versus, big)
 
 
-def _run(dsn: str, port: int, rounds: int, seconds: float) -> list[dict]:
-    admin = psycopg.connect(dsn, autocommit=True)
-    fsync = admin.execute("SHOW fsync").fetchone()[0]
+def _add_broker(admin: psycopg.Connection, port: int) -> int:
     admin.execute("CREATE EXTENSION IF NOT EXISTS pg_message_queue CASCADE")
-    admin.execute("CREATE TABLE IF NOT EXISTS pgmq_bench_amqp_rows (id bigserial PRIMARY KEY, body text)")
-    broker_id = admin.execute(
+    return admin.execute(
         "INSERT INTO amqp.broker (host, port, vhost, username, password)"
         " VALUES ('127.0.0.1', %s, '/', 'guest', 'guest') RETURNING broker_id",
         (port,),
     ).fetchone()[0]
+
+
+def _run(dsn: str, port: int, rounds: int, seconds: float, versus: str | None = None, big: bool = False) -> list[dict]:
+    admin = psycopg.connect(dsn, autocommit=True)
+    fsync = admin.execute("SHOW fsync").fetchone()[0]
+    admin.execute("CREATE TABLE IF NOT EXISTS pgmq_bench_amqp_rows (id bigserial PRIMARY KEY, body text)")
+    broker_id = _add_broker(admin, port)
+    other = psycopg.connect(versus, autocommit=True) if versus else None
+    other_broker = _add_broker(other, port) if other is not None else 0
+    other_conn = psycopg.connect(versus) if versus else None
     ch = _pika(port)
     ch.queue_declare(QUEUE, arguments={"x-max-length": 200_000})
     conn = psycopg.connect(dsn)
@@ -189,13 +228,36 @@ def _run(dsn: str, port: int, rounds: int, seconds: float) -> list[dict]:
         ("amqp.publish, 1/tx", lambda: _publish_per_tx(conn, broker_id, 1, seconds)),
         ("amqp.publish, 100/tx", lambda: _publish_per_tx(conn, broker_id, 100, seconds)),
     ]
+    if other_conn is not None:
+        cases += [
+            ("amqp.publish, 1/tx (versus)", lambda: _publish_per_tx(other_conn, other_broker, 1, seconds)),
+            ("amqp.publish, 100/tx (versus)", lambda: _publish_per_tx(other_conn, other_broker, 100, seconds)),
+            ("publish() alone, rolled back", lambda: _publish_only(conn, broker_id, seconds)),
+            ("publish() alone, rolled back (versus)", lambda: _publish_only(other_conn, other_broker, seconds)),
+        ]
+    if big:
+        cases += [
+            (f"raw pipelined confirms, {BIG}", lambda: _raw_pipelined_big(port, seconds)),
+            (f"amqp.publish, {BIG}/tx", lambda: _publish_per_tx(conn, broker_id, BIG, seconds)),
+        ]
+        if other_conn is not None:
+            cases.append(
+                (f"amqp.publish, {BIG}/tx (versus)", lambda: _publish_per_tx(other_conn, other_broker, BIG, seconds))
+            )
     ratios: dict[str, list[float]] = {
         "100/tx vs no confirms": [],
         "100/tx vs pipelined confirms": [],
         "1/tx vs confirm each": [],
     }
+    if other_conn is not None:
+        ratios["(versus) 100/tx vs no confirms"] = []
+        ratios["100/tx vs (versus) 100/tx"] = []
+        ratios["1/tx vs (versus) 1/tx"] = []
+        ratios["publish() alone vs (versus)"] = []
     try:
         _publish_per_tx(conn, broker_id, 100, 0.3)  # warm up: connection, plans
+        if other_conn is not None:
+            _publish_per_tx(other_conn, other_broker, 100, 0.3)
         for r in range(rounds):
             this: dict[str, float] = {}
             for name, case in cases[r % len(cases) :] + cases[: r % len(cases)]:
@@ -207,6 +269,25 @@ def _run(dsn: str, port: int, rounds: int, seconds: float) -> list[dict]:
                 this["amqp.publish, 100/tx"] / this["raw pipelined confirms, 100"]
             )
             ratios["1/tx vs confirm each"].append(this["amqp.publish, 1/tx"] / this["raw pika, confirm each"])
+            if other_conn is not None:
+                ratios["(versus) 100/tx vs no confirms"].append(
+                    this["amqp.publish, 100/tx (versus)"] / this["raw pika, no confirms"]
+                )
+                ratios["100/tx vs (versus) 100/tx"].append(
+                    this["amqp.publish, 100/tx"] / this["amqp.publish, 100/tx (versus)"]
+                )
+                ratios["1/tx vs (versus) 1/tx"].append(this["amqp.publish, 1/tx"] / this["amqp.publish, 1/tx (versus)"])
+                ratios["publish() alone vs (versus)"].append(
+                    this["publish() alone, rolled back"] / this["publish() alone, rolled back (versus)"]
+                )
+            if big:
+                ratios.setdefault(f"{BIG}/tx vs raw pipelined {BIG}", []).append(
+                    this[f"amqp.publish, {BIG}/tx"] / this[f"raw pipelined confirms, {BIG}"]
+                )
+                if other_conn is not None:
+                    ratios.setdefault(f"{BIG}/tx vs (versus) {BIG}/tx", []).append(
+                        this[f"amqp.publish, {BIG}/tx"] / this[f"amqp.publish, {BIG}/tx (versus)"]
+                    )
             order = [False, True] if r % 2 == 0 else [True, False]
             for with_publish in order:
                 key = "with publish" if with_publish else "without publish"
@@ -220,6 +301,11 @@ def _run(dsn: str, port: int, rounds: int, seconds: float) -> list[dict]:
         admin.execute("DELETE FROM amqp.broker WHERE broker_id = %s", (broker_id,))
         admin.execute("DROP TABLE IF EXISTS pgmq_bench_amqp_rows")
         admin.close()
+        if other is not None and other_conn is not None:
+            other_conn.close()
+            other.execute("DELETE FROM amqp.outbox WHERE broker_id = %s", (other_broker,))
+            other.execute("DELETE FROM amqp.broker WHERE broker_id = %s", (other_broker,))
+            other.close()
 
     results: list[dict] = [
         {"case": name, "msgs_per_s": statistics.median(v), "rounds": v} for name, v in samples.items()
@@ -264,14 +350,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--fsync", choices=["on", "off"], default="on")
+    ap.add_argument("--dsn", help="use this running server (extension installed) instead of starting one")
+    ap.add_argument("--amqp-port", type=int, help="use this running RabbitMQ instead of starting one")
+    ap.add_argument("--versus", help="DSN of a second server whose amqp.publish cases run in the same rounds")
+    ap.add_argument("--big", action="store_true", help=f"add {BIG:,}-message cases (raw pipelined floor, 1 tx)")
     args = ap.parse_args()
+    if args.dsn:
+        run(args.dsn, args.rounds, args.seconds, args.amqp_port, args.versus, args.big)
+        return
     root = Path(tempfile.mkdtemp(prefix="pgmq-bench-amqp-"))
     root.chmod(0o755)  # the server runs as the postgres OS user when we are root
     pg = Postgres(root / "pg", fsync=args.fsync == "on")
     try:
         pg.start()
         pg.psql("CREATE DATABASE bench_amqp")
-        run(pg.dsn("bench_amqp"), args.rounds, args.seconds)
+        run(pg.dsn("bench_amqp"), args.rounds, args.seconds, args.amqp_port, args.versus, args.big)
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -86,18 +86,51 @@ def check_headers(headers: str) -> None:
         _db.fail("22023", f"amqp: headers cannot be read: {link.reason(exc)}")
 
 
+_prefixes: dict[tuple[str | None, str], bytes] = {}
+
+
 def _properties(row: dict[str, Any]) -> bytes:
     """The encoded AMQP properties of an outbox row (_ROW) or of a row dict with
-    one key per property (autonomous_publish): headers get x-pg-txid."""
+    one key per property (autonomous_publish): headers get x-pg-txid.
+
+    message_id is the last property AMQP encodes, so an outbox row's encoding is
+    the encoding of its other properties and transaction (computed once per
+    batch for rows that share them, e.g. a watch's) followed by its message_id."""
     if "delivery_mode" in row:
-        headers = _json(row["headers"]) if row.get("headers") else None
-        mode, ctype, reply_to, corr = row["delivery_mode"], row["content_type"], row["reply_to"], row["correlation_id"]
-        expiration, priority = row["expiration"], row["priority"]
-    elif row["props"] is not None:
-        mode, ctype, reply_to, corr, headers, expiration, priority = _json(row["props"])
-    else:
-        return link.encode_properties(headers=_txid_table(row["txid"]), message_id=row["message_id"])
-    table = link.encode_table({**headers, TXID_HEADER: row["txid"]}) if headers else _txid_table(row["txid"])
+        return _encode_properties(
+            row["delivery_mode"],
+            row["content_type"],
+            row["reply_to"],
+            row["correlation_id"],
+            _json(row["headers"]) if row.get("headers") else None,
+            row["expiration"],
+            row["priority"],
+            row["txid"],
+            row["message_id"],
+        )
+    key = (row["props"], row["txid"])
+    prefix = _prefixes.get(key)
+    if prefix is None:
+        props = _json(row["props"]) if row["props"] is not None else [None] * 7
+        prefix = _encode_properties(*props, row["txid"], "")[:-1]  # without message_id's length byte
+        if len(_prefixes) >= 256:
+            _prefixes.clear()
+        _prefixes[key] = prefix
+    return prefix + link._shortstr(row["message_id"])
+
+
+def _encode_properties(
+    mode: int | None,
+    ctype: str | None,
+    reply_to: str | None,
+    corr: str | None,
+    headers: dict[str, Any] | None,
+    expiration: str | None,
+    priority: int | None,
+    txid: str,
+    message_id: str,
+) -> bytes:
+    table = link.encode_table({**headers, TXID_HEADER: txid}) if headers else _txid_table(txid)
     return link.encode_properties(
         content_type=ctype,
         headers=table,
@@ -106,7 +139,7 @@ def _properties(row: dict[str, Any]) -> bytes:
         correlation_id=corr,
         reply_to=reply_to,
         expiration=expiration,
-        message_id=row["message_id"],
+        message_id=message_id,
     )
 
 
@@ -200,6 +233,10 @@ def _send_and_delete(broker_id: int, rows: list[dict[str, Any]]) -> list[link.Ou
     The DELETE of the whole batch runs in a subtransaction while the broker is
     working on the messages (it overlaps the confirm wait); it is kept if every
     message was confirmed, else rolled back and only the confirmed rows deleted.
+    ``rows`` are this transaction's rows of one broker as send_transaction read
+    them, so the DELETE takes their id range with the same conditions (an index
+    range, no array of ids); a count that differs undoes it (then _record deletes
+    by id).
     """
     opened: list[Any] = []
 
@@ -207,7 +244,14 @@ def _send_and_delete(broker_id: int, rows: list[dict[str, Any]]) -> list[link.Ou
         sub = _db.subtransaction()
         sub.__enter__()
         try:
-            _db.run("DELETE FROM amqp.outbox WHERE id = ANY($1)", ("bigint[]",), ([r["id"] for r in rows],))
+            done = _db.run(
+                "DELETE FROM amqp.outbox WHERE id BETWEEN $1 AND $2 AND broker_id = $3"
+                " AND txid = pg_catalog.pg_current_xact_id() AND NOT strict AND NOT failed",
+                ("bigint", "bigint", "integer"),
+                (rows[0]["id"], rows[-1]["id"], broker_id),
+            )
+            if done.nrows() != len(rows):
+                raise _Undo
         except Exception as exc:
             sub.__exit__(type(exc), exc, exc.__traceback__)
             return

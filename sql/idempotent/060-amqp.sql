@@ -104,6 +104,7 @@ AS $$
 DECLARE
     key bigint;
     flags bigint;
+    strict_row boolean;
 BEGIN
     -- One expression on the fast path; _check_message says what is wrong.
     IF
@@ -149,20 +150,37 @@ BEGIN
                 set_config('pg_message_queue.amqp_flags_cached', 'on', false);
         END IF;
     END IF;
-    INSERT INTO amqp.outbox (
-        broker_id, exchange, routing_key, message, delivery_mode, content_type,
-        reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
-    )
-    VALUES (
-        publish.broker_id, publish.exchange, publish.routing_key, publish.message,
-        publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
-        publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
-        publish.expiration, publish.priority,
-        coalesce(publish.mandatory, flags >= 2),
-        -- the session setting can only make messages stricter: anything but "off" counts as on
-        flags % 2 = 1 OR lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
-        NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0')
-    );
+    -- the session setting can only make messages stricter: anything but "off" counts as on
+    strict_row := flags % 2 = 1 OR lower(coalesce(current_setting('pg_message_queue.amqp_strict', true), ''))
+        NOT IN ('', 'off', 'of', 'false', 'f', 'no', 'n', '0');
+    -- Only the transaction's first non-strict row goes where the commit-time trigger
+    -- is (its WHEN arms pg_message_queue.amqp_armed); the others need no event and go
+    -- to amqp._outbox_rest, a child of amqp.outbox without the trigger, whose WHEN
+    -- PostgreSQL would otherwise read back at every INSERT. Setting amqp_armed by
+    -- hand only keeps one's own messages for the relay, as it does on amqp.outbox.
+    IF strict_row OR current_setting('pg_message_queue.amqp_armed', true) = 'on' THEN
+        INSERT INTO amqp._outbox_rest (
+            broker_id, exchange, routing_key, message, delivery_mode, content_type,
+            reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
+        )
+        VALUES (
+            publish.broker_id, publish.exchange, publish.routing_key, publish.message,
+            publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
+            publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
+            publish.expiration, publish.priority, coalesce(publish.mandatory, flags >= 2), strict_row
+        );
+    ELSE
+        INSERT INTO amqp.outbox (
+            broker_id, exchange, routing_key, message, delivery_mode, content_type,
+            reply_to, correlation_id, headers, message_id, expiration, priority, mandatory, strict
+        )
+        VALUES (
+            publish.broker_id, publish.exchange, publish.routing_key, publish.message,
+            publish.delivery_mode, publish.content_type, publish.reply_to, publish.correlation_id,
+            publish.headers, coalesce(publish.message_id, gen_random_uuid()::text),
+            publish.expiration, publish.priority, coalesce(publish.mandatory, flags >= 2), false
+        );
+    END IF;
     RETURN true;
 END
 $$;

@@ -33,6 +33,7 @@ GRANT SELECT (
     connect_timeout, confirm_timeout, strict, mandatory, failover_order
 ) ON amqp.broker TO public;
 REVOKE ALL ON amqp.outbox FROM public;
+REVOKE ALL ON amqp._outbox_rest FROM public;
 REVOKE ALL ON amqp.status FROM public;
 GRANT SELECT (
     broker_id, hosts, outbox_depth, failed, oldest_kept_at, oldest_kept_age, last_attempt_at

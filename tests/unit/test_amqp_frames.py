@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import pika
 import pytest
 from pg_message_queue import amqp_link
@@ -84,3 +86,37 @@ def test_encode_properties_matches_pika(props: dict) -> None:
 def test_property_longer_than_255_bytes_is_refused() -> None:
     with pytest.raises(ValueError, match="255"):
         amqp_link.encode_properties(correlation_id="x" * 256)
+
+
+@pytest.mark.parametrize(
+    ("props", "expected"),
+    [
+        (None, {}),
+        ('[2, "application/json", null, null, null, null, null]',
+         {"delivery_mode": 2, "content_type": "application/json"}),
+        (
+            '[1, "text/plain", "r", "c", {"tenant": "a", "n": 1.5}, "60000", 7]',
+            {"delivery_mode": 1, "content_type": "text/plain", "reply_to": "r", "correlation_id": "c",
+             "headers": {"tenant": "a", "n": decimal.Decimal("1.5")}, "expiration": "60000", "priority": 7},
+        ),
+    ],
+)  # fmt: skip
+def test_outbox_row_properties_cached_per_batch_match_pika(props: str | None, expected: dict) -> None:
+    from pg_message_queue import amqp
+
+    for message_id in ("m1", "ünï-" + "x" * 200, "m3"):  # the cached prefix, then each message_id
+        row = {"props": props, "txid": "4711", "message_id": message_id}
+        headers = {**expected.get("headers", {}), "x-pg-txid": "4711"}
+        pika_props = pika.BasicProperties(**{**expected, "headers": headers, "message_id": message_id})
+        assert amqp._properties(row) == b"".join(pika_props.encode())
+    with pytest.raises(ValueError, match="255"):
+        amqp._properties({"props": props, "txid": "4711", "message_id": "x" * 256})
+
+
+def test_publish_frames_reuse_the_method_frame_per_exchange_and_key() -> None:
+    methods: dict = {}
+    a = amqp_link.Message("ex", "rk", "one", pika.BasicProperties(message_id="1"))
+    b = amqp_link.Message("ex", "rk", "two", pika.BasicProperties(message_id="2"), mandatory=True)
+    for m in (a, b, a, b):
+        assert amqp_link.encode_publish(5, 4088, m, methods) == pika_frames(5, 4088, m)
+    assert len(methods) == 2
