@@ -207,6 +207,8 @@ def test_set_constraints_then_commit_sends_once_at_commit(
     conn.commit()
     assert [b for _, b in rabbit.drain(queue, len(expected))] == expected
     assert depth(conn) == 0  # sent at commit, not left for the relay
+    # the rows that re-deferred the commit hook are gone with it
+    assert conn.execute("SELECT count(*) FROM amqp._commit_probe").fetchone() == (0,)
 
 
 def test_do_block_raising_after_set_constraints_sends_nothing(

@@ -31,6 +31,10 @@ BEGIN
         PERFORM set_config('pg_message_queue.amqp_probe', 'fired', true);
         RETURN NULL;
     END IF;
+    IF TG_TABLE_NAME = '_commit_probe' THEN
+        -- the row the immediate branch below left to defer this hook again: done
+        DELETE FROM amqp._commit_probe AS p WHERE p.id = NEW.id;
+    END IF;
     IF NEW.id <= coalesce(nullif(current_setting('pg_message_queue.amqp_sent_upto', true), '')::bigint, 0) THEN
         RETURN NULL;
     END IF;
