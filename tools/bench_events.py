@@ -92,13 +92,36 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
         "DELETE FROM amqp.outbox",
     ),
 }
+# The same watches in a session whose statements are those before 1.0.x's cheaper ones
+# (events.LEGACY_STATEMENTS): the "before" of each figure, measured in the same rounds.
+BEFORE = " (before)"
+for _name in ("watch notify", "watch queue", "watch amqp", "watch amqp strict"):
+    _table, _make, _reset = VARIANTS[_name]
+    VARIANTS[_name + BEFORE] = (
+        _table + "_b",
+        _make.replace(f"'{_table}'", f"'{_table}_b'").replace("'bench_q'", "'bench_qb'"),
+        _reset.replace("bench_q", "bench_qb"),
+    )
 SHORT = {"none": "none", "seed": "seed per-row plpgsql", "notify": "watch notify", "queue": "watch queue",
-         "amqp": "watch amqp", "strict": "watch amqp strict", "floor": "queue write alone"}  # fmt: skip
+         "amqp": "watch amqp", "strict": "watch amqp strict", "floor": "queue write alone",
+         "notify0": "watch notify" + BEFORE, "queue0": "watch queue" + BEFORE, "amqp0": "watch amqp" + BEFORE,
+         "strict0": "watch amqp strict" + BEFORE}  # fmt: skip
 TARGETS = {
     "watch notify": ("< seed per-row plpgsql", None),
     "watch queue": ("<= 2x", 2.0),
     "watch amqp": ("<= 2.5x", 2.5),
 }
+
+
+def legacy_session(dsn: str) -> psycopg.Connection:
+    """A session whose watches' triggers run the statements as they were before (see
+    events.LEGACY_STATEMENTS); set in this backend's Python only."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("SELECT pg_mq_unwatch('t_none')")  # loads the package in this backend
+    conn.execute(
+        "DO $$\nimport sys\nsys.modules['pg_message_queue.events'].LEGACY_STATEMENTS = True\n$$ LANGUAGE plpython3u"
+    )
+    return conn
 
 
 def timed(conn: psycopg.Connection, sql: str) -> float:
@@ -162,6 +185,8 @@ def main() -> None:
     names = list(dict.fromkeys(names))
     if "queue write alone" in names and "watch queue" not in names:
         names.append("watch queue")
+    if "watch queue" + BEFORE in names and "watch queue" not in names:
+        names.append("watch queue")  # its queue: the floor and the setup need it
     if shutil.which("psql") is None:
         raise SystemExit("psql is missing: run 'make deps'")
     root = Path(tempfile.mkdtemp(prefix="pgmq-bench-events-"))
@@ -175,6 +200,7 @@ def main() -> None:
         pg.psql(f"CREATE DATABASE {DBNAME}")
         with psycopg.connect(pg.dsn(DBNAME), autocommit=True) as conn:
             setup(conn, names, rabbit.port if rabbit else 1)
+            legacy = legacy_session(pg.dsn(DBNAME)) if any(n.endswith(BEFORE) for n in names) else conn
             if args.explain:
                 explain(conn, names, args.rows)
             insert = "INSERT INTO {t} SELECT 'g' || g, g, 'n' FROM generate_series(1, " + str(args.rows) + ") g"
@@ -197,8 +223,9 @@ def main() -> None:
                         conn.execute(reset)
                         upd = timed(conn, floor)
                     else:
-                        ins = timed(conn, insert.format(t=table))
-                        upd = timed(conn, update.format(t=table))
+                        session = legacy if name.endswith(BEFORE) else conn
+                        ins = timed(session, insert.format(t=table))
+                        upd = timed(session, update.format(t=table))
                     if not warm:
                         times[(name, "INSERT")].append(ins)
                         times[(name, "UPDATE")].append(upd)
@@ -234,6 +261,16 @@ def report(names: list[str], times: dict[tuple[str, str], list[float]], args: ar
                 ok = ratio < seed_ratio if limit is None else ratio <= limit
                 target = f"{label}: {'met' if ok else 'missed'}" if (limit or seed_ratio == seed_ratio) else label
             print(f"{name:<24} {ms:>10.1f} {ratio:>8.2f}  {target}")
+    pairs = [n for n in names if n + BEFORE in names]
+    if pairs:
+        print()
+        print("after / before (median of the per-round ratios, same rounds):")
+        for name in pairs:
+            cells = []
+            for op in ("INSERT", "UPDATE"):
+                after, before = times[(name, op)], times[(name + BEFORE, op)]
+                cells.append(f"{op} {statistics.median(a / b for a, b in zip(after, before, strict=True)):.2f}")
+            print(f"  {name:<22} {'  '.join(cells)}")
     print()
     print("The amqp targets apply to 'watch amqp' (a real RabbitMQ, confirms awaited at commit);")
     print("'watch amqp strict' is the outbox write alone (the relay sends after commit).")
