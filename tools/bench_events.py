@@ -17,11 +17,15 @@ transaction, commit included (the time an application waits). Variants:
   "never sent unless committed"); the outbox is emptied between rounds.
 
 Rounds are interleaved (the order of the variants rotates every round); the table
-shows per-variant medians and the median of the per-round ratios to ``none``.
+shows per-variant medians, the median of the per-round ratios to ``none``, and the median
+CPU time of the backend that ran the statement, trigger included (/proc/<pid>/schedstat:
+less moved by other load on a shared machine than the wall time). The "(before)" variants
+are the same watches in a session that runs the trigger statements as they were before
+1.0.x's cheaper ones (events.LEGACY_STATEMENTS): after / before ratios from the same rounds.
 ``--explain`` prints EXPLAIN ANALYZE of the statement each watch's trigger runs
 (auto_explain, nested statements). Not a test: nothing here asserts on timing.
 
-    .venv/bin/python tools/bench_events.py [--rounds 5] [--rows 10000] [--only notify,queue] [--explain]
+    .venv/bin/python tools/bench_events.py [--rounds 5] [--rows 10000] [--only notify,queue,queue0] [--explain]
 """
 
 from __future__ import annotations
@@ -124,11 +128,23 @@ def legacy_session(dsn: str) -> psycopg.Connection:
     return conn
 
 
-def timed(conn: psycopg.Connection, sql: str) -> float:
+def server_cpu(conn: psycopg.Connection) -> float:
+    """Seconds the connection's backend has run on a CPU (Linux schedstat; NaN elsewhere):
+    less moved by other load on a shared machine than the wall time."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def timed(conn: psycopg.Connection, sql: str) -> tuple[float, float]:
+    """Wall time (commit included) and the backend's CPU time of one transaction."""
+    cpu = server_cpu(conn)
     start = time.perf_counter()
     with conn.transaction():
         conn.execute(sql)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, server_cpu(conn) - cpu
 
 
 def setup(conn: psycopg.Connection, names: list[str], rabbit_port: int) -> None:
@@ -178,7 +194,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--only", default="", help="comma-separated: seed,notify,queue,amqp,strict (none always runs)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated: seed,notify,queue,amqp,strict,floor; notify0,queue0,amqp0,strict0 are the"
+        " same watches before 1.0.x's cheaper statements (none always runs)",
+    )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the triggers' statements")
     args = parser.parse_args()
     names = ["none"] + [SHORT[s] for s in (args.only.split(",") if args.only else SHORT) if s and s != "none"]
@@ -209,6 +230,7 @@ def main() -> None:
                 f"INSERT INTO pg_mq_queue_bench_q (payload) SELECT '{{}}'::jsonb FROM generate_series(1, {args.rows})"
             )
             times: dict[tuple[str, str], list[float]] = {(n, op): [] for n in names for op in ("INSERT", "UPDATE")}
+            cpus: dict[tuple[str, str], list[float]] = {key: [] for key in times}
             for warm in (True,) + (False,) * args.rounds:
                 done = len(times[(names[0], "INSERT")])
                 order = names[done % len(names) :] + names[: done % len(names)]
@@ -227,9 +249,10 @@ def main() -> None:
                         ins = timed(session, insert.format(t=table))
                         upd = timed(session, update.format(t=table))
                     if not warm:
-                        times[(name, "INSERT")].append(ins)
-                        times[(name, "UPDATE")].append(upd)
-            report(names, times, args, conn)
+                        for op, (wall, cpu) in (("INSERT", ins), ("UPDATE", upd)):
+                            times[(name, op)].append(wall)
+                            cpus[(name, op)].append(cpu)
+            report(names, times, cpus, args, conn)
     finally:
         pg.stop()
         if rabbit is not None:
@@ -237,7 +260,13 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def report(names: list[str], times: dict[tuple[str, str], list[float]], args: argparse.Namespace, conn) -> None:
+def report(
+    names: list[str],
+    times: dict[tuple[str, str], list[float]],
+    cpus: dict[tuple[str, str], list[float]],
+    args: argparse.Namespace,
+    conn,
+) -> None:
     version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_message_queue'").fetchone()[0]
     print()
     print(
@@ -247,7 +276,7 @@ def report(names: list[str], times: dict[tuple[str, str], list[float]], args: ar
     )
     for op in ("INSERT", "UPDATE"):
         print()
-        print(f"{op:<24} {'median ms':>10} {'x none':>8}  target")
+        print(f"{op:<27} {'median ms':>10} {'x none':>8} {'cpu ms':>8}  target")
         base = times[("none", op)]
         seed_ratio = float("nan")
         for name in names:
@@ -260,16 +289,19 @@ def report(names: list[str], times: dict[tuple[str, str], list[float]], args: ar
                 label, limit = TARGETS[name]
                 ok = ratio < seed_ratio if limit is None else ratio <= limit
                 target = f"{label}: {'met' if ok else 'missed'}" if (limit or seed_ratio == seed_ratio) else label
-            print(f"{name:<24} {ms:>10.1f} {ratio:>8.2f}  {target}")
+            cpu = statistics.median(cpus[(name, op)]) * 1000
+            print(f"{name:<27} {ms:>10.1f} {ratio:>8.2f} {cpu:>8.1f}  {target}")
     pairs = [n for n in names if n + BEFORE in names]
     if pairs:
         print()
-        print("after / before (median of the per-round ratios, same rounds):")
+        print("after / before, median of the per-round ratios (same rounds): wall time, and the backend's CPU time")
         for name in pairs:
             cells = []
             for op in ("INSERT", "UPDATE"):
-                after, before = times[(name, op)], times[(name + BEFORE, op)]
-                cells.append(f"{op} {statistics.median(a / b for a, b in zip(after, before, strict=True)):.2f}")
+                for label, d in (("wall", times), ("cpu", cpus)):
+                    after, before = d[(name, op)], d[(name + BEFORE, op)]
+                    ratio = statistics.median(a / b for a, b in zip(after, before, strict=True))
+                    cells.append(f"{op} {label} {ratio:.2f}")
             print(f"  {name:<22} {'  '.join(cells)}")
     print()
     print("The amqp targets apply to 'watch amqp' (a real RabbitMQ, confirms awaited at commit);")
