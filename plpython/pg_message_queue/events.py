@@ -654,14 +654,29 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
             return f"q.n{i} IS DISTINCT FROM q.o{i}"
         return f"pg_catalog.to_jsonb(q.n{i}) IS DISTINCT FROM pg_catalog.to_jsonb(q.o{i})"
 
-    flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
-    changed = "'{}'::pg_catalog.text[]"
-    if compared:
-        changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
-    where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
+    if LEGACY_STATEMENTS:  # the changed columns' names as an array, searched for each column
+        flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
+        changed = "'{}'::pg_catalog.text[]"
+        if compared:
+            changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
+        where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
+        computed = f"{changed} AS changed"
+        carried_flags = "p.changed"
+        changed_json = "pg_catalog.to_json(e.changed)::pg_catalog.text"
+    else:  # one boolean per compared column, f<i>; "changed" made as to_json's text of the array
+        computed = ", ".join(f"{differs(c)} AS f{pos[c['name']]}" for c in compared) or "NULL AS f"
+        anything = " OR ".join(f"c.f{pos[c['name']]}" for c in compared) or "false"
+        where = f" WHERE c.ni IS NULL OR c.oi IS NULL OR {anything}" if ignore else ""
+        carried_flags = ", ".join(f"p.f{pos[c['name']]}" for c in compared) or "p.f"
+        changed_json = _joined(
+            "[",
+            [(f"e.f{pos[c['name']]}", _db.literal(json.dumps(c["name"], ensure_ascii=False))) for c in compared],
+            ",",
+            "]",
+        )
     numbered = (
         "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq, c.*"
-        f" FROM (SELECT q.*, {changed} AS changed FROM q) AS c{where}"
+        f" FROM (SELECT q.*, {computed} FROM q) AS c{where}"
     )
 
     def obj(side: str, names: list[str]) -> str:
@@ -670,13 +685,13 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
     npk = obj("n", keys) if keys else "NULL::pg_catalog.json"
     opk = obj("o", keys) if keys else "NULL::pg_catalog.json"
     old = _old_text(shown, pos) if not LEGACY_STATEMENTS else _old_jsonb(shown, pos)
-    upd_extra = [("changed", "pg_catalog.to_json(e.changed)::pg_catalog.text")]
+    upd_extra = [("changed", changed_json)]
     if row:
         upd_extra += [("row", "e.r::pg_catalog.text"), ("old", "e.old::pg_catalog.text")]
     moved_extra = ([("row", "e.r::pg_catalog.text")] if row else []) + [("key_changed", "'true'")]
     # One pass, no branches to append and sort again: the kind of pair picks the event.
     inner = (
-        f"SELECT p.seq, p.ni, p.oi, p.changed, CASE WHEN p.ni IS NULL THEN {opk} ELSE {npk} END AS pk"
+        f"SELECT p.seq, p.ni, p.oi, {carried_flags}, CASE WHEN p.ni IS NULL THEN {opk} ELSE {npk} END AS pk"
         + (
             f", CASE WHEN p.ni IS NULL THEN {obj('o', shown)} ELSE {obj('n', shown)} END AS r,"
             f" CASE WHEN p.ni IS NOT NULL AND p.oi IS NOT NULL THEN {old} END AS old"
@@ -710,21 +725,37 @@ def _old_text(shown: list[str], pos: dict[str, int]) -> str:
     """The UPDATE event's "old": the text of the jsonb object of the changed columns' old
     values, without building that jsonb. jsonb prints its keys shortest first, equal
     lengths in byte order, as '{"k": v, ...}', each value as to_jsonb prints it alone."""
-    if not shown:
-        return "'{}'"
     order = sorted(shown, key=lambda n: (len(n.encode()), n.encode()))
-    parts = [
-        f"CASE WHEN {_db.literal(n)} = ANY(p.changed) THEN {_db.literal(json.dumps(n, ensure_ascii=False) + ': ')}"
-        f" || COALESCE(pg_catalog.to_jsonb(p.o{pos[n]})::pg_catalog.text, 'null') END"
-        for n in order
-    ]
-    # concat_ws skips NULLs (unchanged columns); it takes at most 100 arguments, so a wide
-    # table's are joined in chunks (a chunk with no changed column is '': NULL again)
-    chunks = [f"pg_catalog.concat_ws(', ', {', '.join(parts[i : i + CHUNK])})" for i in range(0, len(parts), CHUNK)]
+    return _joined(
+        "{",
+        [
+            (
+                f"p.f{pos[n]}",
+                f"{_db.literal(json.dumps(n, ensure_ascii=False) + ': ')}"
+                f" || COALESCE(pg_catalog.to_jsonb(p.o{pos[n]})::pg_catalog.text, 'null')",
+            )
+            for n in order
+        ],
+        ", ",
+        "}",
+    )
+
+
+def _joined(opening: str, items: list[tuple[str, str]], separator: str, closing: str) -> str:
+    """SQL: opening, then the items (condition, SQL of a text) whose condition is true, joined by
+    separator, then closing. concat_ws skips NULLs; it takes at most 100 arguments, so many
+    items are joined in chunks (a chunk with no item true is '': NULL again)."""
+    if not items:
+        return _db.literal(opening + closing)
+    sep = _db.literal(separator)
+    parts = [f"CASE WHEN {cond} THEN {text} END" for cond, text in items]
+    chunks = [f"pg_catalog.concat_ws({sep}, {', '.join(parts[i : i + CHUNK])})" for i in range(0, len(parts), CHUNK)]
     if len(chunks) > 1:
         chunks = [f"NULLIF({c}, '')" for c in chunks]  # NULLIF: syntax, not a function
-        return f"('{{' || pg_catalog.concat_ws(', ', {', '.join(chunks)}) || '}}')"
-    return f"('{{' || {chunks[0]} || '}}')"
+        body = f"pg_catalog.concat_ws({sep}, {', '.join(chunks)})"
+    else:
+        body = chunks[0]
+    return f"({_db.literal(opening)} || {body} || {_db.literal(closing)})"
 
 
 def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
