@@ -9,7 +9,8 @@ transaction, commit included (the time an application waits). Variants:
 - ``none``: no trigger (the baseline of record);
 - ``seed per-row plpgsql``: seed 002's hand-written ``sysmeta_notify`` trigger, a
   per-row PL/pgSQL ``pg_notify`` with a lookup, as the issue asks for;
-- ``watch notify`` (payload keys), ``watch queue`` (payload row, into a jsonb queue);
+- ``watch notify`` (payload keys), ``watch queue`` (payload row, into a jsonb queue),
+  ``watch queue json`` (the same into a queue created as json: no jsonb to parse);
 - ``watch amqp``: payload row to a real RabbitMQ; the commit-time trigger publishes
   the 10,000 messages and waits for the broker's confirms before COMMIT returns;
 - ``watch amqp strict``: the same watch, broker ``strict``: COMMIT returns once the
@@ -82,6 +83,13 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
         "SELECT pg_mq_watch_queue('t_queue', 'bench_q', operations => '{INSERT,UPDATE}')",
         "TRUNCATE pg_mq_queue_bench_q",
     ),
+    # the same watch into a queue created as json: no jsonb to parse
+    "watch queue json": (
+        "t_queue_j",
+        "SELECT pg_mq_create_queue('bench_qj', 'json');"
+        " SELECT pg_mq_watch_queue('t_queue_j', 'bench_qj', operations => '{INSERT,UPDATE}')",
+        "TRUNCATE pg_mq_queue_bench_qj",
+    ),
     # not a variant: the floor of "watch queue", 10,000 messages of '{}' written straight
     # into its queue table (indexes, defaults, sequence, statement trigger), no table write
     "queue write alone": ("t_none", "", "TRUNCATE pg_mq_queue_bench_q"),
@@ -107,7 +115,8 @@ for _name in ("watch notify", "watch queue", "watch amqp", "watch amqp strict"):
         _reset.replace("bench_q", "bench_qb"),
     )
 SHORT = {"none": "none", "seed": "seed per-row plpgsql", "notify": "watch notify", "queue": "watch queue",
-         "amqp": "watch amqp", "strict": "watch amqp strict", "floor": "queue write alone",
+         "queuejson": "watch queue json", "amqp": "watch amqp", "strict": "watch amqp strict",
+         "floor": "queue write alone",
          "notify0": "watch notify" + BEFORE, "queue0": "watch queue" + BEFORE, "amqp0": "watch amqp" + BEFORE,
          "strict0": "watch amqp strict" + BEFORE}  # fmt: skip
 TARGETS = {
