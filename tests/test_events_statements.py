@@ -176,3 +176,31 @@ def test_a_wide_table_sends_the_same_events(db, connect):
     upd = [json.loads(e) for e in got[1] if '"op" : "UPDATE"' in e]
     assert upd[0]["old"] == {"c 3": 3, "c 77": 77, "c 149": 149}
     assert [u["old"] for u in upd[1:]] == [{"c 120": 120}] * 2
+
+
+def test_a_changed_table_gets_new_statements_in_the_same_session(db):
+    """Plans are cached per session by their text: renaming the table, adding, dropping and
+    retyping columns between two statements of one session must still give right events."""
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, note text, n int, gone text)")
+    db.execute("SELECT pg_mq_create_queue('evq', 'jsonb')")
+    db.execute("SELECT pg_mq_watch_queue('t', 'evq')")
+    db.execute("INSERT INTO t VALUES (1, 'a', 1, 'x')")
+    db.execute("UPDATE t SET n = 2")
+    db.execute("ALTER TABLE t RENAME TO t2")
+    db.execute("ALTER TABLE t2 ADD COLUMN extra text DEFAULT 'e'")
+    db.execute("ALTER TABLE t2 DROP COLUMN gone")
+    db.execute("ALTER TABLE t2 ALTER COLUMN note TYPE jsonb USING pg_catalog.to_jsonb(note)")
+    db.execute("ALTER TABLE t2 ALTER COLUMN n TYPE numeric")
+    db.execute("""INSERT INTO t2 (id, note, n) VALUES (2, '{"k": [1]}', 2.5)""")
+    db.execute("UPDATE t2 SET n = n + 1, note = '[]' WHERE id = 2")
+    got = [r[0] for r in db.execute("SELECT payload FROM pg_mq_queue_evq ORDER BY msg_id")]
+    assert [(e["op"], e["table"]) for e in got] == [
+        ("INSERT", "t"),
+        ("UPDATE", "t"),
+        ("INSERT", "t2"),
+        ("UPDATE", "t2"),
+    ]
+    assert got[1]["old"] == {"n": 1} and got[1]["row"] == {"id": 1, "note": "a", "n": 2, "gone": "x"}
+    assert got[2]["row"] == {"id": 2, "note": {"k": [1]}, "n": 2.5, "extra": "e"}
+    assert got[3]["changed"] == ["note", "n"] and got[3]["old"] == {"n": 2.5, "note": {"k": [1]}}
+    assert got[3]["row"] == {"id": 2, "note": [], "n": 3.5, "extra": "e"}
