@@ -496,9 +496,10 @@ def remove_watch(watch_id: int) -> None:
 _seq: dict[str, Any] = {"txid": None, "n": 0}  # events numbered per transaction
 
 # The statements as they were before 1.0.x's cheaper ones (a second sort of every event by
-# seq, an UPDATE's "old" built as jsonb): True only in tools/bench_events.py's "before"
-# variants, which set it in their own session to measure both in the same run. The
-# events are the same either way (tests/test_events.py compares them).
+# seq, pk and row by json_build_object, an UPDATE's changed columns as an array and its
+# "old" built as jsonb): True only in tools/bench_events.py's "before" variants, which set
+# it in their own session to measure both in the same run. The events are the same byte
+# for byte either way (tests/test_events_statements.py compares them).
 LEGACY_STATEMENTS = False
 CHUNK = 50  # jsonb_build_object takes at most 100 arguments
 
@@ -514,7 +515,8 @@ _INTEGERS = (20, 21, 23)  # int8, int2, int4: their text is their JSON
 def _json_text(pairs: list[tuple[str, str]], types: dict[str, int]) -> str:
     """The text json_build_object(name, value, ...)::text would make, made by concatenation:
     '{"name" : value, ...}', each value as to_json prints it (an integer's text as it is),
-    without json_build_object's per-row work for every argument (a quarter less per row)."""
+    without json_build_object's work on every argument of every row (a quarter to a third
+    less for a row of three columns)."""
     if not pairs:
         return "'{}'"
     parts = []
