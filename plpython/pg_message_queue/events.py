@@ -494,16 +494,46 @@ def remove_watch(watch_id: int) -> None:
 # ---- fire time ----------------------------------------------------------------------------
 
 _seq: dict[str, Any] = {"txid": None, "n": 0}  # events numbered per transaction
+
+# The statements as they were before 1.0.x's cheaper ones (a second sort of every event by
+# seq, pk and row by json_build_object, an UPDATE's changed columns as an array and its
+# "old" built as jsonb): True only in tools/bench_events.py's "before" variants, which set
+# it in their own session to measure both in the same run. The events are the same byte
+# for byte either way (tests/test_events_statements.py compares them).
+LEGACY_STATEMENTS = False
 CHUNK = 50  # jsonb_build_object takes at most 100 arguments
 
 
-def _object(alias: str, names: list[str], kind: str = "json") -> str:
+def _object(alias: str, names: list[str], kind: str = "json", types: dict[str, int] | None = None) -> str:
     """A JSON object of ``alias``'s columns ``names`` (json keeps their order; jsonb for comparing)."""
-    return _object_of([(n, f"{alias}.{_db.ident(n)}") for n in names], kind)
+    return _object_of([(n, f"{alias}.{_db.ident(n)}") for n in names], kind, types)
 
 
-def _object_of(pairs: list[tuple[str, str]], kind: str = "json") -> str:
-    """A JSON object of (name, SQL expression) pairs."""
+_INTEGERS = (20, 21, 23)  # int8, int2, int4: their text is their JSON
+
+
+def _json_text(pairs: list[tuple[str, str]], types: dict[str, int]) -> str:
+    """The text json_build_object(name, value, ...)::text would make, made by concatenation:
+    '{"name" : value, ...}', each value as to_json prints it (an integer's text as it is),
+    without json_build_object's work on every argument of every row (a quarter to a third
+    less for a row of three columns)."""
+    if not pairs:
+        return "'{}'"
+    parts = []
+    for i, (name, expr) in enumerate(pairs):
+        key = ("{" if i == 0 else ", ") + json.dumps(name, ensure_ascii=False) + " : "
+        value = f"pg_catalog.to_json({expr})::pg_catalog.text"
+        if types.get(name) in _INTEGERS:
+            value = f"{expr}::pg_catalog.text"
+        parts.append(f"{_db.literal(key)} || COALESCE({value}, 'null')")
+    return "(" + " || ".join(parts) + " || '}')"
+
+
+def _object_of(pairs: list[tuple[str, str]], kind: str = "json", types: dict[str, int] | None = None) -> str:
+    """A JSON object of (name, SQL expression) pairs; given the columns' ``types``, a json
+    object of one chunk is made as its text (see _json_text)."""
+    if kind == "json" and types is not None and len(pairs) <= CHUNK and not LEGACY_STATEMENTS:
+        return _json_text(pairs, types)
     if not pairs:
         return f"'{{}}'::pg_catalog.{kind}"
     parts = []
@@ -559,7 +589,8 @@ def _events_sql(
     ignore = set(watch["ignore_columns"] or ())
     include = watch["columns"]
     shown = [n for n in trusted if (include is None or n in include) and n not in ignore]
-    pk = _object("x", keys) if keys else "NULL::pg_catalog.json"
+    types = {c["name"]: int(c["type"]) for c in cols}
+    pk = _object("x", keys, types=types) if keys else "NULL::pg_catalog.json"
     row = watch["payload"] == "row"
     lit = _db.literal(op)
     part = [("partition", _db.literal(json.dumps(watch["partition"])))] if watch.get("partition") else []
@@ -572,7 +603,7 @@ def _events_sql(
         source = source or (f"{NEW} AS x" if op == "INSERT" else f"{OLD} AS x")
         inner = (
             f"SELECT $1 + pg_catalog.row_number() OVER () AS seq, {pk} AS pk"
-            + (f", {_object('x', shown)} AS r" if row else "")
+            + (f", {_object('x', shown, types=types)} AS r" if row else "")
             + f" FROM {source}"
         )
         event = _head(op, "e", [("row", "e.r::pg_catalog.text")] if row else [], context)
@@ -594,6 +625,7 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
     row = watch["payload"] == "row"
     trusted = [c for c in cols if type_problem(int(c["type"])) is None]
     pos = {c["name"]: i for i, c in enumerate(trusted)}
+    types = {c["name"]: int(c["type"]) for c in trusted}
     compared = [c for c in trusted if c["name"] not in ignore]
     shown = [c["name"] for c in compared if include is None or c["name"] in include]
     carried = ", ".join(f"x.{_db.ident(c['name'])} AS c{i}" for i, c in enumerate(trusted))
@@ -624,34 +656,44 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
             return f"q.n{i} IS DISTINCT FROM q.o{i}"
         return f"pg_catalog.to_jsonb(q.n{i}) IS DISTINCT FROM pg_catalog.to_jsonb(q.o{i})"
 
-    flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
-    changed = "'{}'::pg_catalog.text[]"
-    if compared:
-        changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
-    where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
+    if LEGACY_STATEMENTS:  # the changed columns' names as an array, searched for each column
+        flags = ", ".join(f"CASE WHEN {differs(c)} THEN {_db.literal(c['name'])} END" for c in compared)
+        changed = "'{}'::pg_catalog.text[]"
+        if compared:
+            changed = f"pg_catalog.array_remove(ARRAY[{flags}]::pg_catalog.text[], NULL)"
+        where = " WHERE c.ni IS NULL OR c.oi IS NULL OR pg_catalog.cardinality(c.changed) > 0" if ignore else ""
+        computed = f"{changed} AS changed"
+        carried_flags = "p.changed"
+        changed_json = "pg_catalog.to_json(e.changed)::pg_catalog.text"
+    else:  # one boolean per compared column, f<i>; "changed" made as to_json's text of the array
+        computed = ", ".join(f"{differs(c)} AS f{pos[c['name']]}" for c in compared) or "NULL AS f"
+        anything = " OR ".join(f"c.f{pos[c['name']]}" for c in compared) or "false"
+        where = f" WHERE c.ni IS NULL OR c.oi IS NULL OR {anything}" if ignore else ""
+        carried_flags = ", ".join(f"p.f{pos[c['name']]}" for c in compared) or "p.f"
+        changed_json = _joined(
+            "[",
+            [(f"e.f{pos[c['name']]}", _db.literal(json.dumps(c["name"], ensure_ascii=False))) for c in compared],
+            ",",
+            "]",
+        )
     numbered = (
         "SELECT $1 + pg_catalog.row_number() OVER (ORDER BY c.ni IS NOT NULL, COALESCE(c.ni, c.oi)) AS seq, c.*"
-        f" FROM (SELECT q.*, {changed} AS changed FROM q) AS c{where}"
+        f" FROM (SELECT q.*, {computed} FROM q) AS c{where}"
     )
 
     def obj(side: str, names: list[str]) -> str:
-        return _object_of([(n, f"p.{side}{pos[n]}") for n in names])
+        return _object_of([(n, f"p.{side}{pos[n]}") for n in names], types=types)
 
     npk = obj("n", keys) if keys else "NULL::pg_catalog.json"
     opk = obj("o", keys) if keys else "NULL::pg_catalog.json"
-    old = " || ".join(
-        f"CASE WHEN {_db.literal(n)} = ANY(p.changed) THEN pg_catalog.jsonb_build_object({_db.literal(n)}, p.o{pos[n]})"
-        " ELSE '{}'::pg_catalog.jsonb END"
-        for n in shown
-    )
-    old = f"({old})" if old else "'{}'::pg_catalog.jsonb"
-    upd_extra = [("changed", "pg_catalog.to_json(e.changed)::pg_catalog.text")]
+    old = _old_text(shown, pos) if not LEGACY_STATEMENTS else _old_jsonb(shown, pos)
+    upd_extra = [("changed", changed_json)]
     if row:
         upd_extra += [("row", "e.r::pg_catalog.text"), ("old", "e.old::pg_catalog.text")]
     moved_extra = ([("row", "e.r::pg_catalog.text")] if row else []) + [("key_changed", "'true'")]
     # One pass, no branches to append and sort again: the kind of pair picks the event.
     inner = (
-        f"SELECT p.seq, p.ni, p.oi, p.changed, CASE WHEN p.ni IS NULL THEN {opk} ELSE {npk} END AS pk"
+        f"SELECT p.seq, p.ni, p.oi, {carried_flags}, CASE WHEN p.ni IS NULL THEN {opk} ELSE {npk} END AS pk"
         + (
             f", CASE WHEN p.ni IS NULL THEN {obj('o', shown)} ELSE {obj('n', shown)} END AS r,"
             f" CASE WHEN p.ni IS NOT NULL AND p.oi IS NOT NULL THEN {old} END AS old"
@@ -671,9 +713,62 @@ def _update_sql(watch: dict[str, Any], cols: list[dict[str, Any]], keys: list[st
     )
 
 
+def _old_jsonb(shown: list[str], pos: dict[str, int]) -> str:
+    """The UPDATE event's "old" as it was first built: a jsonb of the changed columns."""
+    old = " || ".join(
+        f"CASE WHEN {_db.literal(n)} = ANY(p.changed) THEN pg_catalog.jsonb_build_object({_db.literal(n)}, p.o{pos[n]})"
+        " ELSE '{}'::pg_catalog.jsonb END"
+        for n in shown
+    )
+    return f"({old})" if old else "'{}'::pg_catalog.jsonb"
+
+
+def _old_text(shown: list[str], pos: dict[str, int]) -> str:
+    """The UPDATE event's "old": the text of the jsonb object of the changed columns' old
+    values, without building that jsonb. jsonb prints its keys shortest first, equal
+    lengths in byte order, as '{"k": v, ...}', each value as to_jsonb prints it alone."""
+    order = sorted(shown, key=lambda n: (len(n.encode()), n.encode()))
+    return _joined(
+        "{",
+        [
+            (
+                f"p.f{pos[n]}",
+                f"{_db.literal(json.dumps(n, ensure_ascii=False) + ': ')}"
+                f" || COALESCE(pg_catalog.to_jsonb(p.o{pos[n]})::pg_catalog.text, 'null')",
+            )
+            for n in order
+        ],
+        ", ",
+        "}",
+    )
+
+
+def _joined(opening: str, items: list[tuple[str, str]], separator: str, closing: str) -> str:
+    """SQL: opening, then the items (condition, SQL of a text) whose condition is true, joined by
+    separator, then closing. concat_ws skips NULLs; it takes at most 100 arguments, so many
+    items are joined in chunks (a chunk with no item true is '': NULL again)."""
+    if not items:
+        return _db.literal(opening + closing)
+    sep = _db.literal(separator)
+    parts = [f"CASE WHEN {cond} THEN {text} END" for cond, text in items]
+    chunks = [f"pg_catalog.concat_ws({sep}, {', '.join(parts[i : i + CHUNK])})" for i in range(0, len(parts), CHUNK)]
+    if len(chunks) > 1:
+        chunks = [f"NULLIF({c}, '')" for c in chunks]  # NULLIF: syntax, not a function
+        body = f"pg_catalog.concat_ws({sep}, {', '.join(chunks)})"
+    else:
+        body = chunks[0]
+    return f"({_db.literal(opening)} || {body} || {_db.literal(closing)})"
+
+
 def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]] | None:
     """The statement sending the events, its extra parameter types and values ($7 to $9)."""
     kind = watch["kind"]
+    # The events come out of _events_sql in seq order: each is one pipeline under a window
+    # function (row_number in the order rows are read, or ORDER BY for an UPDATE's pairs)
+    # with no join, sort or aggregate above it, so sending them in the order they come is
+    # sending them in seq order (msg_id, outbox id and NOTIFY order follow seq). Sorting
+    # them again cost a tenth of a 10,000-row statement (and spilled to disk for UPDATE).
+    again = " ORDER BY e.seq" if LEGACY_STATEMENTS else ""
     routing = (
         "pg_catalog.replace(pg_catalog.replace(pg_catalog.replace($9, '{schema}', $3), '{table}', $4),"
         " '{op}', pg_catalog.lower(%s.op))"
@@ -687,7 +782,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
             "SELECT pg_catalog.count(pg_catalog.pg_notify($7, CASE WHEN pg_catalog.octet_length(s.f) < 8000 THEN s.f"
             f" ELSE (SELECT CASE WHEN pg_catalog.octet_length(t.k) < 8000 THEN t.k ELSE {bare} END"
             f" FROM (SELECT {keys} AS k) AS t) END)) AS n"
-            f" FROM (SELECT e.seq, e.pk, e.op, e.event AS f FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" FROM (SELECT e.seq, e.pk, e.op, e.event AS f FROM ({events}) AS e{again} OFFSET 0) AS s",
             ("text", "text", "text"),
             (watch["target"], None, None),
         )
@@ -701,7 +796,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
         cast = "" if queue.type_sql == "text" else f"::{queue.type_sql}"
         return (
             f"WITH i AS (INSERT INTO {queue.table} (payload) SELECT e.event{cast}"
-            f" FROM ({events}) AS e ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
+            f" FROM ({events}) AS e{again} RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
             ("text", "text", "text"),
             (None, None, None),
         )
@@ -714,7 +809,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
         return (
             "SELECT pg_catalog.count(pgq.insert_event($7, s.op, s.event::pg_catalog.text,"
             " $3 || '.' || $4, $2 || ':' || s.seq, NULL::pg_catalog.text, NULL::pg_catalog.text)) AS n"
-            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e{again} OFFSET 0) AS s",
             ("text", "text", "text"),
             (watch["target"], None, None),
         )
@@ -723,7 +818,7 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
         return (
             f"SELECT pg_catalog.count(amqp.publish($7, $8, {routing % 's'}, s.event, 2,"
             " 'application/json', message_id => $2 || ':' || s.seq)) AS n"
-            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e ORDER BY e.seq OFFSET 0) AS s",
+            f" FROM (SELECT e.seq, e.op, e.event FROM ({events}) AS e{again} OFFSET 0) AS s",
             ("int4", "text", "text"),
             (int(broker), exchange, watch["routing_key"]),
         )
@@ -736,8 +831,13 @@ def _send_sql(watch: dict[str, Any], events: str, context: bool) -> tuple[str, t
         " i AS (INSERT INTO amqp.outbox (broker_id, exchange, routing_key, message, delivery_mode, content_type,"
         " message_id, mandatory, strict)"
         f" SELECT $7, $8, {routing % 'e'}, e.event, 2, 'application/json',"
-        " $2 || ':' || e.seq, b.m, b.s"
-        f" FROM ({events}) AS e, b ORDER BY e.seq RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
+        " $2 || ':' || e.seq, "
+        + (
+            f"b.m, b.s FROM ({events}) AS e, b ORDER BY e.seq"
+            if LEGACY_STATEMENTS  # the one-row b joined: a join may reorder, hence the sort
+            else f"(SELECT b.m FROM b), (SELECT b.s FROM b) FROM ({events}) AS e"
+        )
+        + " RETURNING 1) SELECT pg_catalog.count(*) AS n FROM i",
         ("int4", "text", "text"),
         (int(broker), exchange, watch["routing_key"]),
     )

@@ -1,0 +1,206 @@
+"""Change events: the statements a watch's trigger runs. The cheaper ones (no second sort
+by seq, an UPDATE's "old" made as text) must send byte for byte the events the earlier
+ones sent (events.LEGACY_STATEMENTS, kept for tools/bench_events.py), in the same order."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import psycopg
+import pytest
+from helpers import wait_notifies
+
+# Column names whose order jsonb decides ("old" prints its keys shortest first, then in
+# byte order), quoted, with spaces, a quote, a backslash, a newline and unicode.
+COLUMNS = """
+    "Id" int,
+    k2 text,
+    bb bigint,
+    a numeric,
+    "B" double precision,
+    "é" text,
+    "x""y" boolean,
+    "sp ace" jsonb,
+    "back\\slash" json,
+    "new
+line" timestamptz,
+    "ünï" int[],
+    zz text[],
+    "A_very_long_column_name_that_is_exactly_sixty_three_bytes_long_x" bytea,
+    d date
+"""
+INSERT = """
+INSERT INTO {t} VALUES
+ (1, 'a', 10, 1.50, 1e20, 'é"\\ x', true, '{{"b": 1, "a": [1, 2]}}', '{{"z" : 1,  "a":2}}',
+  '2026-01-02 03:04:05.678+00',
+  '{{1,NULL,3}}', '{{"q\\"", NULL}}', '\\x00ff', '2026-11-27'),
+ (2, 'b', NULL, 'NaN', 'Infinity', NULL, NULL, 'null', 'null', NULL, NULL, NULL, NULL, NULL),
+ (3, 'c', -5, -0.000001, 'NaN', E'tab\\there\\nnl \\u0001', false, '"s"', '[]', 'infinity', '{{}}', '{{}}',
+  '\\x', NULL),
+ (4, 'd', 7, 0, -0.0, '', true, '{{}}', '{{}}', '2026-01-01', '{{4}}', '{{"é"}}', NULL, '2026-01-01')
+"""
+STATEMENTS = [
+    # every column changed, to and from NULL
+    """UPDATE {t} SET bb = COALESCE(bb, 0) + 1, a = NULL, "B" = 2.5, "é" = 'new', "x""y" = NOT COALESCE("x""y", false),
+       "sp ace" = '{{"c": {{"d": [true, null]}}}}', "back\\slash" = '{{"k" : "v"}}', "new
+line" = '2020-02-29 00:00:00+00', "ünï" = '{{9}}', zz = '{{x}}',
+       "A_very_long_column_name_that_is_exactly_sixty_three_bytes_long_x" = '\\x01', d = NULL WHERE "Id" IN (1, 2)""",
+    # one column changed; then nothing changed
+    """UPDATE {t} SET "é" = 'again' WHERE "Id" = 3""",
+    """UPDATE {t} SET "é" = "é" WHERE "Id" = 4""",
+    # a changed key: DELETE and INSERT events, the DELETEs first
+    """UPDATE {t} SET "Id" = "Id" + 10, k2 = k2 || '!' WHERE "Id" >= 3""",
+    """DELETE FROM {t} WHERE "Id" IN (1, 13)""",
+]
+
+_VOLATILE = [
+    (re.compile(r'"event_id" : "\d+:'), '"event_id" : "X:'),
+    (re.compile(r'"txid" : "\d+"'), '"txid" : "X"'),
+    (re.compile(r'"ts" : "[^"]+"'), '"ts" : "X"'),
+]
+
+
+def _stable(text: str) -> str:
+    for pattern, fixed in _VOLATILE:
+        text = pattern.sub(fixed, text)
+    return text
+
+
+def _legacy(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_mq_unwatch('pg_class')")  # loads the package in this backend
+    conn.execute(
+        "DO $$\nimport sys\nsys.modules['pg_message_queue.events'].LEGACY_STATEMENTS = True\n$$ LANGUAGE plpython3u"
+    )
+
+
+def _run(conn: psycopg.Connection, table: str, key: str) -> list[str]:
+    """The events of the statements (one transaction each), as the queue holds them."""
+    with conn.transaction():
+        conn.execute(INSERT.format(t=table))
+    for sql in STATEMENTS:
+        with conn.transaction():
+            conn.execute(sql.format(t=table))
+    rows = conn.execute("DELETE FROM pg_mq_queue_evq RETURNING msg_id, payload").fetchall()
+    conn.execute(f"TRUNCATE {table}")
+    return [_stable(p) for _i, p in sorted(rows)]
+
+
+@pytest.mark.parametrize(
+    ("key", "options"),
+    [
+        ("PRIMARY KEY", ""),
+        ("", ", key_columns => ARRAY['Id', 'k2']"),
+        ("", ""),
+        ("PRIMARY KEY", ", ignore_columns => ARRAY['bb'], columns => ARRAY['Id', 'a', 'é', 'zz', 'x\"y']"),
+    ],
+    ids=["primary-key", "key-columns", "no-key", "include-ignore"],
+)
+def test_cheaper_statements_send_the_same_events(db, connect, key, options):
+    db.execute("SELECT pg_mq_create_queue('evq', 'text')")
+    columns = COLUMNS.replace('"Id" int', f'"Id" int {key}')
+    db.execute(f"CREATE TABLE w ({columns})")
+    db.execute(f"SELECT pg_mq_watch_queue('w', 'evq', operations => '{{INSERT,UPDATE,DELETE}}'{options})")
+    before = connect()
+    _legacy(before)
+    after = connect()
+    old = _run(before, "w", key)
+    new = _run(after, "w", key)
+    assert len(old) >= 10
+    assert new == old
+    events = [json.loads(e) for e in new]
+    updates = [e for e in events if e["op"] == "UPDATE"]
+    assert updates and all("old" in e and "changed" in e for e in updates)
+    if not options.startswith(", ignore"):
+        assert len(updates[0]["old"]) >= 10  # the first UPDATE changed (nearly) every column
+    # the UPDATE whose only change is "é" (old 'c' with tab, newline and \u0001)
+    assert any(e["old"] == {"é": "tab\there\nnl \u0001"} for e in updates) or options.startswith(", ignore")
+
+
+def test_events_keep_seq_order_in_every_target(db, connect):
+    """No second sort: the queue's msg_id, the outbox's id and NOTIFY's order follow seq."""
+    db.execute("CREATE TABLE big (id int PRIMARY KEY, v int)")
+    db.execute("SELECT pg_mq_create_queue('evq', 'jsonb')")
+    db.execute("SELECT pg_mq_watch_queue('big', 'evq')")
+    db.execute("SELECT pg_mq_watch_notify('big', 'evn')")
+    broker = db.execute(
+        "INSERT INTO amqp.broker (host, port, vhost, username, password, strict)"
+        " VALUES ('127.0.0.1', 1, '/', 'guest', 'guest', true) RETURNING broker_id"
+    ).fetchone()[0]
+    db.execute("SELECT pg_mq_watch_amqp('big', %s, 'amq.topic')", (broker,))
+    ln = connect()
+    ln.execute("LISTEN evn")
+    with db.transaction():
+        db.execute("INSERT INTO big SELECT g, g FROM generate_series(1, 30000) g ORDER BY random()")
+        # key changes (DELETE + INSERT, the DELETEs first) and plain UPDATEs in one statement
+        db.execute("UPDATE big SET id = id + 100000, v = -v WHERE id % 7 = 0")
+        db.execute("UPDATE big SET v = v + 1 WHERE id % 3 = 0")
+    # each watch numbers its events from the transaction's counter: increasing, not contiguous
+    seqs = [r[0] for r in db.execute("SELECT (payload ->> 'seq')::int FROM pg_mq_queue_evq ORDER BY msg_id")]
+    assert len(seqs) > 40000 and all(a < b for a, b in itertools.pairwise(seqs))
+    out = [int(r[0].rsplit(":", 1)[1]) for r in db.execute("SELECT message_id FROM amqp.outbox ORDER BY id")]
+    assert len(out) == len(seqs) and all(a < b for a, b in itertools.pairwise(out))
+    notified = [json.loads(n.payload)["seq"] for n in wait_notifies(ln, len(seqs), timeout=30)]
+    assert len(notified) == len(seqs) and all(a < b for a, b in itertools.pairwise(notified))
+    ops = [r[0] for r in db.execute("SELECT payload ->> 'op' FROM pg_mq_queue_evq ORDER BY msg_id")]
+    moved = 30000 // 7
+    assert ops[:30000] == ["INSERT"] * 30000
+    assert ops[30000 : 30000 + moved] == ["DELETE"] * moved
+    assert ops[30000 + moved : 30000 + 2 * moved] == ["INSERT"] * moved
+    assert set(ops[30000 + 2 * moved :]) == {"UPDATE"}
+
+
+def test_a_wide_table_sends_the_same_events(db, connect):
+    """More columns than a function takes arguments (100): "old" is joined in chunks."""
+    cols = ", ".join(f'"c {i}" int DEFAULT {i}' for i in range(150))
+    db.execute(f"CREATE TABLE w (id int PRIMARY KEY, {cols})")
+    db.execute("SELECT pg_mq_create_queue('evq', 'text')")
+    db.execute("SELECT pg_mq_watch_queue('w', 'evq', operations => '{INSERT,UPDATE}')")
+    before = connect()
+    _legacy(before)
+    after = connect()
+    got = []
+    for conn in (before, after):
+        for sql in (
+            "INSERT INTO w (id) VALUES (1), (2)",
+            'UPDATE w SET "c 3" = NULL, "c 77" = -1, "c 149" = 0 WHERE id = 1',
+            'UPDATE w SET "c 120" = 5',  # one column, in the last chunk only
+        ):
+            with conn.transaction():
+                conn.execute(sql)
+        rows = conn.execute("DELETE FROM pg_mq_queue_evq RETURNING msg_id, payload").fetchall()
+        conn.execute("DELETE FROM w")
+        got.append([_stable(p) for _i, p in sorted(rows)])
+    assert got[1] == got[0]
+    upd = [json.loads(e) for e in got[1] if '"op" : "UPDATE"' in e]
+    assert upd[0]["old"] == {"c 3": 3, "c 77": 77, "c 149": 149}
+    assert [u["old"] for u in upd[1:]] == [{"c 120": 120}] * 2
+
+
+def test_a_changed_table_gets_new_statements_in_the_same_session(db):
+    """Plans are cached per session by their text: renaming the table, adding, dropping and
+    retyping columns between two statements of one session must still give right events."""
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, note text, n int, gone text)")
+    db.execute("SELECT pg_mq_create_queue('evq', 'jsonb')")
+    db.execute("SELECT pg_mq_watch_queue('t', 'evq')")
+    db.execute("INSERT INTO t VALUES (1, 'a', 1, 'x')")
+    db.execute("UPDATE t SET n = 2")
+    db.execute("ALTER TABLE t RENAME TO t2")
+    db.execute("ALTER TABLE t2 ADD COLUMN extra text DEFAULT 'e'")
+    db.execute("ALTER TABLE t2 DROP COLUMN gone")
+    db.execute("ALTER TABLE t2 ALTER COLUMN note TYPE jsonb USING pg_catalog.to_jsonb(note)")
+    db.execute("ALTER TABLE t2 ALTER COLUMN n TYPE numeric")
+    db.execute("""INSERT INTO t2 (id, note, n) VALUES (2, '{"k": [1]}', 2.5)""")
+    db.execute("UPDATE t2 SET n = n + 1, note = '[]' WHERE id = 2")
+    got = [r[0] for r in db.execute("SELECT payload FROM pg_mq_queue_evq ORDER BY msg_id")]
+    assert [(e["op"], e["table"]) for e in got] == [
+        ("INSERT", "t"),
+        ("UPDATE", "t"),
+        ("INSERT", "t2"),
+        ("UPDATE", "t2"),
+    ]
+    assert got[1]["old"] == {"n": 1} and got[1]["row"] == {"id": 1, "note": "a", "n": 2, "gone": "x"}
+    assert got[2]["row"] == {"id": 2, "note": {"k": [1]}, "n": 2.5, "extra": "e"}
+    assert got[3]["changed"] == ["note", "n"] and got[3]["old"] == {"n": 2.5, "note": {"k": [1]}}
+    assert got[3]["row"] == {"id": 2, "note": [], "n": 3.5, "extra": "e"}
