@@ -11,10 +11,12 @@ faster for 100 messages).
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _db, queues
-from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, TEXT_OIDS, Queue
+from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, TEXT_OIDS, UNTOUCHED, Queue
 
 _SENT = "msg_id, sent_at, sent_by, delivered_at, visible_at"
 # What a new message returns before pg_mq_send_message fills in its times (pg_mq_sent,
@@ -280,7 +282,91 @@ def keep_priority(queue: Queue) -> str:
 CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in case others hold some
 
 
-def select_ready(queue: Queue, now: str) -> str:
+# ---- the claim floor: where a claim's walk of the ready index may start
+#
+# A claim walks the ready index (priority DESC, msg_id) from its first entry. The
+# entries of consumed messages stay in it until VACUUM (a delivered, leased or
+# deleted message leaves its old index entry behind), so after a burst of a million
+# consumed or purged messages every claim walked a million dead entries (~3,800
+# index pages, 17-20 ms) before the first live one. Each backend therefore keeps,
+# per queue, a floor: a msg_id below which no priority-0 message can be ready, and
+# claims start their priority-0 walk there (README, Benchmark: "The claim floor").
+#
+# Why a floor is never above a ready message. A check made in snapshot S1 records
+# P = (xmax of S1, the id sequence's last value read by the statement before S1):
+# every id <= P's value was drawn before S1, so its inserter held an xid below S1's
+# xmax. A later check whose snapshot S2 has xmin >= that xmax knows every such
+# inserter has ended: a message with an id <= P's value is visible in S2 unless it
+# was rolled back. The floor then becomes min(first, P's value + 1), where "first"
+# is the first undelivered untouched priority-0 message S2 sees (locked or not;
+# a claim in progress elsewhere still shows the message as undelivered). A message
+# below it was therefore, in S2, delivered, leased (it is in the other index for
+# good) or deleted. Checks run only in READ COMMITTED (each statement a new
+# snapshot, so "before S1" holds) and never move the floor in a transaction that
+# has written (its own uncommitted claims would look delivered).
+#
+# What a floor can miss: a message inserted with an old msg_id (pg_mq_move, the
+# dead-letter move, a direct INSERT naming msg_id, a sequence set back), and an
+# inserter that drew its id but had no xid yet when S1 was taken. In this backend
+# moves drop the target's floor; everywhere, one claim in FLOOR_RECHECK seconds
+# walks without the floor and finds them.
+FLOOR_RECHECK = 5.0  # seconds between claims without the floor, per backend and queue
+
+
+@dataclass
+class _Floor:
+    value: int | None = None  # the floor in use; None: walk the whole index
+    pending: tuple[int, int] | None = None  # (xmax, horizon) of a check waiting to become the floor
+    horizon: int | None = None  # the sequence's last value read by the previous check
+    recheck_at: float = field(default_factory=lambda: time.monotonic() + FLOOR_RECHECK)
+
+
+_floors: dict[tuple[str, str], _Floor] = _db.cache({})
+
+
+def drop_floor(queue: Queue) -> None:
+    """Forget this backend's floor of ``queue`` (it received messages with old ids)."""
+    for key in [k for k in _floors if k[0] == queue.table]:
+        del _floors[key]
+
+
+def claim_floor(queue: Queue) -> int | None:
+    """The msg_id at which this claim's walk of priority-0 messages may start (None:
+    from the beginning). See the comment above for why it is safe."""
+    key = (queue.table, queue.version)
+    state = _floors.get(key)
+    if state is None:
+        if len(_floors) >= 1000:
+            _floors.clear()
+        state = _floors[key] = _Floor()
+    row = _db.run(
+        "SELECT pg_catalog.pg_snapshot_xmin(s)::text::int8 AS xmin, pg_catalog.pg_snapshot_xmax(s)::text::int8 AS xmax,"
+        " pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS writing,"
+        " pg_catalog.current_setting('transaction_isolation') = 'read committed' AS fresh,"
+        f" {_db.schema()}._pg_mq_msg_id_horizon() AS horizon,"
+        f" (SELECT msg_id FROM {queue.table} WHERE {UNTOUCHED} AND priority = 0 AND msg_id >= $1"
+        " ORDER BY priority DESC, msg_id LIMIT 1) AS first"
+        " FROM pg_catalog.pg_current_snapshot() AS s",
+        ("int8",),
+        (state.value or 0,),
+    )[0]
+    if not row["writing"]:
+        pending = state.pending
+        if pending is not None and row["xmin"] >= pending[0]:
+            first = row["first"]
+            state.value = pending[1] + 1 if first is None else min(first, pending[1] + 1)
+            state.pending = None
+        if state.pending is None and row["fresh"] and state.horizon is not None:
+            state.pending = (row["xmax"], state.horizon)
+    state.horizon = row["horizon"] if row["fresh"] else None
+    now = time.monotonic()
+    if now >= state.recheck_at:
+        state.recheck_at = now + FLOOR_RECHECK
+        return None
+    return state.value
+
+
+def select_ready(queue: Queue, now: str, floor: int | None = None) -> str:
     """SQL picking up to $1 ready messages in delivery order and locking them, and
     only them: what another consumer holds is skipped, never waited for.
 
@@ -299,7 +385,18 @@ def select_ready(queue: Queue, now: str) -> str:
     # One order for every queue: on queues with priority_ordering off every
     # undelivered message has priority 0 (see keep_priority), so it is msg_id order.
     order = "priority DESC, msg_id"
-    branches = ["c.visible_at <= c.sent_at", f"c.visible_at > c.sent_at AND c.visible_at <= {now}"]
+    untouched = "c.visible_at <= c.sent_at"
+    if floor is None:
+        branches = [untouched]
+    else:
+        # The priority-0 walk starts at the floor (an index condition); the other
+        # priorities are walked whole (a start key on priority alone).
+        branches = [
+            f"c.priority > 0 AND {untouched}",
+            f"c.priority = 0 AND c.msg_id >= {int(floor)} AND {untouched}",
+            f"c.priority < 0 AND {untouched}",
+        ]
+    branches.append(f"c.visible_at > c.sent_at AND c.visible_at <= {now}")
     candidates = " UNION ALL ".join(
         f"SELECT ctid AS tid, priority, msg_id, delivered_at, visible_at, sent_at, {i} AS branch FROM {queue.table}"
         for i in range(len(branches))
@@ -343,7 +440,7 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     order = ready_order(queue)
     dead_letter_overdue(queue)
     return (
-        f"WITH picked AS ({select_ready(queue, '$2')}),"
+        f"WITH picked AS ({select_ready(queue, '$2', claim_floor(queue))}),"
         " done AS ("
         f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id"
