@@ -162,3 +162,18 @@ def test_claims_never_jit_compile(db, function):
     # the plan's cost passes jit_above_cost and JIT took ~140 ms of a claim of 1.
     config = db.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", (function,)).fetchone()[0]
     assert "jit=off" in config
+
+
+def test_a_direct_insert_with_another_priority_is_claimed_within_the_recheck(connect):
+    db = connect()
+    make(db, n=100)  # priority_ordering off: every message the API sends has priority 0
+    consumer = connect()
+    for _ in range(4):
+        got(consumer, "pg_mq_get_msg_text('q', 100)")
+    db.execute("INSERT INTO pg_mq_queue_q (payload, priority) VALUES ('direct', 5)")
+    deadline = time.monotonic() + 8
+    seen = []
+    while time.monotonic() < deadline and not seen:
+        seen = got(consumer)
+        time.sleep(0.2)
+    assert seen == ["direct"]

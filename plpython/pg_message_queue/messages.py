@@ -306,8 +306,9 @@ CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in ca
 # has written (its own uncommitted claims would look delivered).
 #
 # What a floor can miss: a message inserted with an old msg_id (pg_mq_move, the
-# dead-letter move, a direct INSERT naming msg_id, a sequence set back), and an
-# inserter that drew its id but had no xid yet when S1 was taken. In this backend
+# dead-letter move, a direct INSERT naming msg_id, a sequence set back), an
+# inserter that drew its id but had no xid yet when S1 was taken, and a message a
+# direct INSERT gave a priority other than 0 on a queue without priority_ordering. In this backend
 # moves drop the target's floor; everywhere, one claim in FLOOR_RECHECK seconds
 # walks without the floor and finds them.
 FLOOR_RECHECK = 5.0  # seconds between claims without the floor, per backend and queue
@@ -389,13 +390,16 @@ def select_ready(queue: Queue, now: str, floor: int | None = None) -> str:
     if floor is None:
         branches = [untouched]
     else:
-        # The priority-0 walk starts at the floor (an index condition); the other
-        # priorities are walked whole (a start key on priority alone).
-        branches = [
-            f"c.priority > 0 AND {untouched}",
-            f"c.priority = 0 AND c.msg_id >= {int(floor)} AND {untouched}",
-            f"c.priority < 0 AND {untouched}",
-        ]
+        # The priority-0 walk starts at the floor (an index condition). With
+        # priority_ordering on, the other priorities are walked whole (a start key
+        # on priority alone); with it off there are none (keep_priority), and one
+        # branch fewer to plan: a message a direct INSERT gave another priority
+        # waits for the next claim without the floor.
+        zero = f"c.priority = 0 AND c.msg_id >= {int(floor)} AND {untouched}"
+        if queue.settings.priority_ordering:
+            branches = [f"c.priority > 0 AND {untouched}", zero, f"c.priority < 0 AND {untouched}"]
+        else:
+            branches = [zero]
     branches.append(f"c.visible_at > c.sent_at AND c.visible_at <= {now}")
     candidates = " UNION ALL ".join(
         f"SELECT ctid AS tid, priority, msg_id, delivered_at, visible_at, sent_at, {i} AS branch FROM {queue.table}"
