@@ -925,6 +925,8 @@ def print_table(cases: list[Case], measured: dict[str, Measured]) -> None:
             if m.skipped or m.error:
                 print(f"{case.title:<44} {m.skipped or m.error}")
                 continue
+            if len(lat_cases) > 1:
+                print(case.title)
             for v in case.variants:
                 lat = m.lat.get(v.label, [])
                 lost = m.lost.get(v.label, 0)

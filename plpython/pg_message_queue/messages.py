@@ -292,18 +292,21 @@ CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in ca
 # per queue, a floor: a msg_id below which no priority-0 message can be ready, and
 # claims start their priority-0 walk there (README, Benchmark: "The claim floor").
 #
-# Why a floor is never above a ready message. A check made in snapshot S1 records
-# P = (xmax of S1, the id sequence's last value read by the statement before S1):
-# every id <= P's value was drawn before S1, so its inserter held an xid below S1's
-# xmax. A later check whose snapshot S2 has xmin >= that xmax knows every such
-# inserter has ended: a message with an id <= P's value is visible in S2 unless it
-# was rolled back. The floor then becomes min(first, P's value + 1), where "first"
-# is the first undelivered untouched priority-0 message S2 sees (locked or not;
-# a claim in progress elsewhere still shows the message as undelivered). A message
-# below it was therefore, in S2, delivered, leased (it is in the other index for
-# good) or deleted. Checks run only in READ COMMITTED (each statement a new
-# snapshot, so "before S1" holds) and never move the floor in a transaction that
-# has written (its own uncommitted claims would look delivered).
+# Why a floor is never above a ready message. A check records P = (X, H): H, the
+# id sequence's last value, read first; then X, an xid assigned to the checking
+# transaction in a later statement. Every id <= H was drawn before X was assigned,
+# so its inserter got its xid before X (it gets one when it inserts the row). A
+# later check whose snapshot S has xmin > X knows every such inserter has ended: a
+# message with an id <= H is visible in S unless it was rolled back. The floor then
+# becomes min(first, H + 1), where "first" is the first undelivered untouched
+# priority-0 message S sees from the current floor on (locked or not: a claim in
+# progress elsewhere still shows it undelivered). A message below the floor was
+# therefore, in S, delivered, leased (then it is in the other index for good) or
+# deleted. (A snapshot's xmax would not do instead of X: a running transaction
+# whose xid is past the last completed one is not in the snapshot at all.) A check
+# never moves the floor in a transaction that has written (its own uncommitted
+# claims would look delivered), and records P only in a transaction that has not:
+# the xid it assigns is one more commit record, at most every FLOOR_RECORD_GAP.
 #
 # What a floor can miss: a message inserted with an old msg_id (pg_mq_move, the
 # dead-letter move, a direct INSERT naming msg_id, a sequence set back), an
@@ -312,13 +315,14 @@ CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in ca
 # moves drop the target's floor; everywhere, one claim in FLOOR_RECHECK seconds
 # walks without the floor and finds them.
 FLOOR_RECHECK = 5.0  # seconds between claims without the floor, per backend and queue
+FLOOR_RECORD_GAP = 0.05  # seconds between two xids a backend assigns to record a check
 
 
 @dataclass
 class _Floor:
     value: int | None = None  # the floor in use; None: walk the whole index
-    pending: tuple[int, int] | None = None  # (xmax, horizon) of a check waiting to become the floor
-    horizon: int | None = None  # the sequence's last value read by the previous check
+    pending: tuple[int, int] | None = None  # (X, H) of a check waiting to become the floor
+    recorded_at: float = 0.0
     recheck_at: float = field(default_factory=lambda: time.monotonic() + FLOOR_RECHECK)
 
 
@@ -341,26 +345,26 @@ def claim_floor(queue: Queue) -> int | None:
             _floors.clear()
         state = _floors[key] = _Floor()
     row = _db.run(
-        "SELECT pg_catalog.pg_snapshot_xmin(s)::text::int8 AS xmin, pg_catalog.pg_snapshot_xmax(s)::text::int8 AS xmax,"
-        " pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS writing,"
-        " pg_catalog.current_setting('transaction_isolation') = 'read committed' AS fresh,"
+        "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::int8 AS xmin,"
+        " pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL"
+        " OR pg_catalog.current_setting('transaction_read_only')::bool AS writing,"
         f" {_db.schema()}._pg_mq_msg_id_horizon() AS horizon,"
         f" (SELECT msg_id FROM {queue.table} WHERE {UNTOUCHED} AND priority = 0 AND msg_id >= $1"
-        " ORDER BY priority DESC, msg_id LIMIT 1) AS first"
-        " FROM pg_catalog.pg_current_snapshot() AS s",
+        " ORDER BY priority DESC, msg_id LIMIT 1) AS first",
         ("int8",),
         (state.value or 0,),
     )[0]
+    now = time.monotonic()
     if not row["writing"]:
         pending = state.pending
-        if pending is not None and row["xmin"] >= pending[0]:
-            first = row["first"]
-            state.value = pending[1] + 1 if first is None else min(first, pending[1] + 1)
+        if pending is not None and row["xmin"] > pending[0]:
+            first, horizon = row["first"], pending[1]
+            state.value = horizon + 1 if first is None else min(first, horizon + 1)
             state.pending = None
-        if state.pending is None and row["fresh"] and state.horizon is not None:
-            state.pending = (row["xmax"], state.horizon)
-    state.horizon = row["horizon"] if row["fresh"] else None
-    now = time.monotonic()
+        if state.pending is None and row["horizon"] is not None and now - state.recorded_at >= FLOOR_RECORD_GAP:
+            xid = _db.run("SELECT pg_catalog.pg_current_xact_id()::text::int8 AS x")[0]["x"]
+            state.pending = (xid, row["horizon"])
+            state.recorded_at = now
     if now >= state.recheck_at:
         state.recheck_at = now + FLOOR_RECHECK
         return None
