@@ -77,6 +77,25 @@ def test_a_message_committed_late_with_a_smaller_id_is_claimed_at_once(connect):
     assert got(consumer) == ["early"]  # at once, not after FLOOR_RECHECK
 
 
+def test_a_message_whose_sender_is_still_running_is_never_passed(connect):
+    # The sender's xid is newer than every completed one, so no snapshot lists it as
+    # running (it is past their xmax): only an xid the check assigned itself tells
+    # the check when the sender has ended.
+    db = connect()
+    make(db, n=10)
+    db.execute("SELECT count(*) FROM pg_mq_get_msg_text('q', 10)")
+    consumer = connect()
+    for _ in range(3):
+        assert got(consumer) == []
+    slow = connect(autocommit=False)
+    send(slow, "early")
+    for _ in range(6):
+        assert got(consumer) == []
+        time.sleep(0.06)  # past FLOOR_RECORD_GAP: every check may record
+    slow.commit()
+    assert got(consumer) == ["early"]
+
+
 def test_a_rolled_back_claim_hands_its_messages_back_to_the_same_session(connect):
     db = connect()
     make(db, n=1000)
