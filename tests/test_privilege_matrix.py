@@ -59,7 +59,6 @@ QUEUE_PUBLIC = {
     # SECURITY DEFINER, public by design (README Permissions; sql/messages.sql)
     "_pg_mq_dead_letter(text,bigint[])",
     "_pg_mq_release_dedup(text,text)",
-    "_pg_mq_msg_id_horizon()",  # the last msg_id drawn, which every next msg_id tells anyway
     # the DROP EXTENSION guard: an event trigger function (not callable directly), which
     # must stay executable because it fires on every role's DROP EXTENSION
     "_pg_mq_guard_drop()",

@@ -12,10 +12,8 @@ from __future__ import annotations
 from . import _db, queues
 from .messages import (
     check_count,
-    claim_floor,
     dead_letter,
     dead_letter_overdue,
-    drop_floor,
     keep_priority,
     payload_expr,
     ready_order,
@@ -76,8 +74,6 @@ def dead_letter_due(channel: str | None, msg_ids: list[int] | None) -> int:
         ("int4", "int8[]", "text", "int4"),
         (limit, msg_ids, queue.channel, _DUE_LIMIT),
     )
-    if moved.nrows():
-        drop_floor(dlq)  # they keep their old msg_ids
     return int(moved.nrows())
 
 
@@ -103,7 +99,7 @@ def read_sql(
     payload = payload_expr(queue, as_text)
     dead_letter_overdue(queue)
     return (
-        f"WITH picked AS ({select_ready(queue, '$3', claim_floor(queue))}),"
+        f"WITH picked AS ({select_ready(queue, '$3')}),"
         f" leased AS (UPDATE {queue.table} AS q"
         " SET visible_at = $3 + $2, read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
@@ -180,7 +176,7 @@ def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     check_count(n)
     payload = payload_expr(queue, as_text)
     dead_letter_overdue(queue)
-    picked = f"WITH picked AS ({select_ready(queue, '$2', claim_floor(queue))})"
+    picked = f"WITH picked AS ({select_ready(queue, '$2')})"
     if _retains(queue):
         change = (
             f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"
@@ -228,6 +224,4 @@ def move(source: str | None, target: str | None, n: int | None, msg_ids: list[in
         ("int8[]", "int8"),
         (msg_ids, n),
     )
-    if moved.nrows():
-        drop_floor(dst)  # they keep their old msg_ids
     return int(moved.nrows())

@@ -11,12 +11,10 @@ faster for 100 messages).
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import _db, queues
-from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, TEXT_OIDS, UNTOUCHED, Queue
+from .queues import BYTEA_OID, DEDUP_LIVE, SCHEDULED, TEXT_OIDS, Queue
 
 _SENT = "msg_id, sent_at, sent_by, delivered_at, visible_at"
 # What a new message returns before pg_mq_send_message fills in its times (pg_mq_sent,
@@ -282,96 +280,7 @@ def keep_priority(queue: Queue) -> str:
 CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in case others hold some
 
 
-# ---- the claim floor: where a claim's walk of the ready index may start
-#
-# A claim walks the ready index (priority DESC, msg_id) from its first entry. The
-# entries of consumed messages stay in it until VACUUM (a delivered, leased or
-# deleted message leaves its old index entry behind), so after a burst of a million
-# consumed or purged messages every claim walked a million dead entries (~3,800
-# index pages, 17-20 ms) before the first live one. Each backend therefore keeps,
-# per queue, a floor: a msg_id below which no priority-0 message can be ready, and
-# claims start their priority-0 walk there (README, Benchmark: "The claim floor").
-#
-# Why a floor is never above a ready message. A check records P = (X, H): H, the
-# id sequence's last value, read first; then X, an xid assigned to the checking
-# transaction in a later statement. Every id <= H was drawn before X was assigned,
-# so its inserter got its xid before X (it gets one when it inserts the row). A
-# later check whose snapshot S has xmin > X knows every such inserter has ended: a
-# message with an id <= H is visible in S unless it was rolled back. The floor then
-# becomes min(first, H + 1), where "first" is the first undelivered untouched
-# priority-0 message S sees from the current floor on (locked or not: a claim in
-# progress elsewhere still shows it undelivered). A message below the floor was
-# therefore, in S, delivered, leased (then it is in the other index for good) or
-# deleted. (A snapshot's xmax would not do instead of X: a running transaction
-# whose xid is past the last completed one is not in the snapshot at all.) A check
-# never moves the floor in a transaction that has written (its own uncommitted
-# claims would look delivered), and records P only in a transaction that has not:
-# the xid it assigns is one more commit record, at most every FLOOR_RECORD_GAP.
-#
-# What a floor can miss: a message inserted with an old msg_id (pg_mq_move, the
-# dead-letter move, a direct INSERT naming msg_id, a sequence set back), an
-# inserter that drew its id but had no xid yet when S1 was taken, and a message a
-# direct INSERT gave a priority other than 0 on a queue without priority_ordering. In this backend
-# moves drop the target's floor; everywhere, one claim in FLOOR_RECHECK seconds
-# walks without the floor and finds them.
-FLOOR_RECHECK = 5.0  # seconds between claims without the floor, per backend and queue
-FLOOR_RECORD_GAP = 0.05  # seconds between two xids a backend assigns to record a check
-
-
-@dataclass
-class _Floor:
-    value: int | None = None  # the floor in use; None: walk the whole index
-    pending: tuple[int, int] | None = None  # (X, H) of a check waiting to become the floor
-    recorded_at: float = 0.0
-    recheck_at: float = field(default_factory=lambda: time.monotonic() + FLOOR_RECHECK)
-
-
-_floors: dict[tuple[str, str], _Floor] = _db.cache({})
-
-
-def drop_floor(queue: Queue) -> None:
-    """Forget this backend's floor of ``queue`` (it received messages with old ids)."""
-    for key in [k for k in _floors if k[0] == queue.table]:
-        del _floors[key]
-
-
-def claim_floor(queue: Queue) -> int | None:
-    """The msg_id at which this claim's walk of priority-0 messages may start (None:
-    from the beginning). See the comment above for why it is safe."""
-    key = (queue.table, queue.version)
-    state = _floors.get(key)
-    if state is None:
-        if len(_floors) >= 1000:
-            _floors.clear()
-        state = _floors[key] = _Floor()
-    row = _db.run(
-        "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::int8 AS xmin,"
-        " pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL"
-        " OR pg_catalog.current_setting('transaction_read_only')::bool AS writing,"
-        f" {_db.schema()}._pg_mq_msg_id_horizon() AS horizon,"
-        f" (SELECT msg_id FROM {queue.table} WHERE {UNTOUCHED} AND priority = 0 AND msg_id >= $1"
-        " ORDER BY priority DESC, msg_id LIMIT 1) AS first",
-        ("int8",),
-        (state.value or 0,),
-    )[0]
-    now = time.monotonic()
-    if not row["writing"]:
-        pending = state.pending
-        if pending is not None and row["xmin"] > pending[0]:
-            first, horizon = row["first"], pending[1]
-            state.value = horizon + 1 if first is None else min(first, horizon + 1)
-            state.pending = None
-        if state.pending is None and row["horizon"] is not None and now - state.recorded_at >= FLOOR_RECORD_GAP:
-            xid = _db.run("SELECT pg_catalog.pg_current_xact_id()::text::int8 AS x")[0]["x"]
-            state.pending = (xid, row["horizon"])
-            state.recorded_at = now
-    if now >= state.recheck_at:
-        state.recheck_at = now + FLOOR_RECHECK
-        return None
-    return state.value
-
-
-def select_ready(queue: Queue, now: str, floor: int | None = None) -> str:
+def select_ready(queue: Queue, now: str) -> str:
     """SQL picking up to $1 ready messages in delivery order and locking them, and
     only them: what another consumer holds is skipped, never waited for.
 
@@ -390,21 +299,7 @@ def select_ready(queue: Queue, now: str, floor: int | None = None) -> str:
     # One order for every queue: on queues with priority_ordering off every
     # undelivered message has priority 0 (see keep_priority), so it is msg_id order.
     order = "priority DESC, msg_id"
-    untouched = "c.visible_at <= c.sent_at"
-    if floor is None:
-        branches = [untouched]
-    else:
-        # The priority-0 walk starts at the floor (an index condition). With
-        # priority_ordering on, the other priorities are walked whole (a start key
-        # on priority alone); with it off there are none (keep_priority), and one
-        # branch fewer to plan: a message a direct INSERT gave another priority
-        # waits for the next claim without the floor.
-        zero = f"c.priority = 0 AND c.msg_id >= {int(floor)} AND {untouched}"
-        if queue.settings.priority_ordering:
-            branches = [f"c.priority > 0 AND {untouched}", zero, f"c.priority < 0 AND {untouched}"]
-        else:
-            branches = [zero]
-    branches.append(f"c.visible_at > c.sent_at AND c.visible_at <= {now}")
+    branches = ["c.visible_at <= c.sent_at", f"c.visible_at > c.sent_at AND c.visible_at <= {now}"]
     candidates = " UNION ALL ".join(
         f"SELECT ctid AS tid, priority, msg_id, delivered_at, visible_at, sent_at, {i} AS branch FROM {queue.table}"
         for i in range(len(branches))
@@ -448,7 +343,7 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     order = ready_order(queue)
     dead_letter_overdue(queue)
     return (
-        f"WITH picked AS ({select_ready(queue, '$2', claim_floor(queue))}),"
+        f"WITH picked AS ({select_ready(queue, '$2')}),"
         " done AS ("
         f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
         " FROM picked WHERE q.msg_id = picked.msg_id"

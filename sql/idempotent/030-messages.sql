@@ -193,24 +193,6 @@ $$;
 COMMENT ON FUNCTION pg_mq_send_batch(text, anyarray, interval, integer, jsonb) IS
 'Send every element of in_payloads to queue in_channel in one statement (one NOTIFY); returns the msg_ids in input order.';
 
--- The last msg_id drawn (0 before the first), or NULL when the sequence hands
--- out ids in per-backend blocks (CACHE > 1: ids are then not in drawing order).
--- Claims use it to skip index entries of consumed messages (messages.claim_floor).
--- SECURITY DEFINER because consumers need no right on the sequence; it tells no
--- more than the msg_id of the next message sent.
-CREATE OR REPLACE FUNCTION _pg_mq_msg_id_horizon()
-RETURNS bigint
-LANGUAGE sql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT CASE WHEN s.seqcache = 1 THEN COALESCE(pg_catalog.pg_sequence_last_value(s.seqrelid), 0) END
-FROM pg_catalog.pg_sequence AS s
-WHERE s.seqrelid = '@extschema@.pg_mq_msg_id_seq'::pg_catalog.regclass
-$$;
-COMMENT ON FUNCTION _pg_mq_msg_id_horizon() IS
-'Internal: the last msg_id drawn from pg_mq_msg_id_seq (0 before the first; NULL when the sequence caches ids per backend).';
-
 -- Python half of the receive functions: checks the call and returns the SQL
 -- that claims the messages ($1 = how many); PL/pgSQL runs it, so the rows go to
 -- the client without becoming Python objects. $2 is the time the claim counts
