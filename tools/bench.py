@@ -148,6 +148,7 @@ class Case:
     sync_commit: str = "off"
     kind: str = "throughput"  # throughput | latency
     prefill: bool = False  # the queue must hold messages before the window
+    burst: bool = False  # a burst of --burst messages is sent and consumed (or purged) before the window
     note: str = ""
     variants: list[Variant] = field(init=False)
 
@@ -441,6 +442,21 @@ CASE_LIST: list[Case] = [
         raws=[Variant("raw", f"LISTEN {RAW_CHANNEL}; INSERT..pg_notify; on notify DELETE..SKIP LOCKED")],
         target=1.0,
         kind="latency",
+    ),
+    Case(
+        name="latency_burst",
+        section="original API",
+        title="latency right after a burst was consumed",
+        ext=Variant(
+            "ext",
+            "as latency, after pg_mq_send_batch of --burst messages and one claim of them all (--burst-by)",
+            table="ext",
+            requires=("pg_mq_send_message", "pg_mq_get_msg_text"),
+        ),
+        raws=[Variant("raw", "as latency, after INSERT of --burst rows and one DELETE of them all")],
+        target=1.0,
+        kind="latency",
+        burst=True,
     ),
     Case(
         name="read_ack100",
@@ -739,7 +755,21 @@ class Bench:
             guess = self.fill_rate.get((case.name, variant.label), 200_000.0)
             n = int(guess * self.args.seconds_per_case * 2.0) + 20 * BATCH * self.args.clients
             self.fill(variant.table, max(20_000, min(n, 3_000_000)))
+        if case.burst and self.args.burst:
+            self.burst(variant.table, self.args.burst)
         self.admin.execute("CHECKPOINT")  # no checkpoint of the previous run inside this window
+
+    def burst(self, table: str, n: int) -> None:
+        """Fill ``n`` messages, then consume (or purge) them all: the window starts
+        right after, with their dead index entries still there (no VACUUM)."""
+        self.fill(table, n)
+        if table == "ext":
+            if self.args.burst_by == "purge":
+                self.admin.execute("SELECT pg_mq_purge_queue(%s)", (CHANNEL,))
+            else:
+                self.admin.execute(f"SELECT count(*) FROM pg_mq_{self.args.burst_by}(%s, %s)", (CHANNEL, n))
+        else:
+            self.admin.execute("DELETE FROM raw_q")
 
     # ---- one variant, one round
 
@@ -950,6 +980,8 @@ def print_table(cases: list[Case], measured: dict[str, Measured]) -> None:
             if m.skipped or m.error:
                 print(f"{case.title:<44} {m.skipped or m.error}")
                 continue
+            if len(lat_cases) > 1:
+                print(case.title)
             for v in case.variants:
                 lat = m.lat.get(v.label, [])
                 lost = m.lost.get(v.label, 0)
@@ -1006,11 +1038,16 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
                 " / ".join(ours),
             )
         )
-    if "latency" in done:
-        m = done["latency"]
+    for name, label in [
+        ("latency", "e) latency p50 / p99, commit -> consumer holds it"),
+        ("latency_burst", "e) the same, right after a burst was consumed"),
+    ]:
+        if name not in done:
+            continue
+        m = done[name]
         rows.append(
             (
-                "e) latency p50 / p99, commit -> consumer holds it",
+                label,
                 f"{percentile(m.lat.get('raw', []), 50):.2f} / {percentile(m.lat.get('raw', []), 99):.2f} ms",
                 "not measured",
                 f"{percentile(m.lat.get('ext', []), 50):.2f} / {percentile(m.lat.get('ext', []), 99):.2f} ms",
@@ -1382,6 +1419,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated case names, prefixes up to an underscore or globs ("
         + ", ".join([*CASES, "layers", "issue4", "amqp"])
         + "); soak and AMQP run only when asked",
+    )
+    ap.add_argument(
+        "--burst",
+        type=int,
+        default=200_000,
+        help="messages sent and consumed right before latency_burst's window (default 200,000; issue 11 says 1M)",
+    )
+    ap.add_argument(
+        "--burst-by",
+        choices=["get_msg_text", "pop", "purge"],
+        default="get_msg_text",
+        help="how latency_burst's burst is consumed: one pg_mq_get_msg_text or pg_mq_pop of all, or pg_mq_purge_queue",
     )
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer cost breakdown")
     ap.add_argument("--soak", action="store_true", help="also a soak (default 10 minutes)")

@@ -27,6 +27,7 @@ CREATE OR REPLACE FUNCTION pg_mq_read(
 RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
@@ -54,6 +55,7 @@ CREATE OR REPLACE FUNCTION pg_mq_read_bin(
 RETURNS SETOF @extschema@.pg_mq_leased_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
@@ -140,6 +142,7 @@ CREATE OR REPLACE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
 RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, true) USING n, clock_timestamp();
@@ -153,6 +156,7 @@ CREATE OR REPLACE FUNCTION pg_mq_pop_bin(in_channel text, n integer DEFAULT 1)
 RETURNS SETOF @extschema@.pg_mq_leased_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false) USING n, clock_timestamp();
