@@ -22,56 +22,13 @@ from pathlib import Path
 from statistics import median
 
 import psycopg
+from bench import PRIOR_BATCH_SQL, PRIOR_EXEC_SQL, PRIOR_SEND_SQL
 from servers import Postgres
 
-PRIOR = """
-CREATE FUNCTION bench_prior.send_python(in_channel text, in_payload text)
-RETURNS {ext}.pg_mq_sent LANGUAGE plpgsql AS $$
-DECLARE
-    sent {ext}.pg_mq_sent;
-BEGIN
-    sent := {ext}._pg_mq_send(in_channel, 25, in_payload, NULL, 0, NULL, NULL);
-    IF sent.sent_at IS NULL THEN
-        sent.sent_at := pg_catalog.now();
-        sent.sent_by := SESSION_USER;
-        sent.visible_at := pg_catalog.now();
-    END IF;
-    RETURN sent;
-END
-$$;
-CREATE FUNCTION bench_prior.send_execute(in_channel text, in_payload text)
-RETURNS {ext}.pg_mq_sent LANGUAGE plpgsql AS $$
-DECLARE
-    sent {ext}.pg_mq_sent;
-    call text;
-BEGIN
-    SELECT c.send_call INTO call FROM {ext}.pg_mq_config_catalog AS c WHERE c.channel OPERATOR(pg_catalog.=) in_channel;
-    IF call IS NOT NULL THEN
-        EXECUTE call INTO sent.msg_id USING in_payload, 25::oid, NULL::interval, 0, NULL::jsonb;
-        IF sent.msg_id IS NOT NULL THEN
-            sent.channel := in_channel;
-            sent.sent_at := pg_catalog.now();
-            sent.sent_by := SESSION_USER;
-            sent.visible_at := pg_catalog.now();
-            sent.deduplicated := false;
-            RETURN sent;
-        END IF;
-    END IF;
-    RETURN bench_prior.send_python(in_channel, in_payload);
-END
-$$;
-CREATE FUNCTION bench_prior.send_batch_python(in_channel text, in_payloads anyarray)
-RETURNS SETOF bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY EXECUTE {ext}._pg_mq_send_batch_sql(
-        in_channel, pg_catalog.pg_typeof(in_payloads)::pg_catalog.oid, pg_catalog.cardinality(in_payloads),
-        CASE WHEN pg_catalog.array_ndims(in_payloads) = 1 THEN
-            pg_catalog.array_position(in_payloads, NULL) - pg_catalog.array_lower(in_payloads, 1) + 1
-        END,
-        NULL, 0, NULL
-    ) USING in_payloads, NULL::pg_catalog.interval, 0, NULL::pg_catalog.jsonb;
-END
-$$;
+# The earlier wrappers, as tools/bench.py recreates them, then two probes of their parts.
+PRIOR = (
+    ";\n".join((PRIOR_SEND_SQL, PRIOR_EXEC_SQL, PRIOR_BATCH_SQL))
+    + """;
 CREATE FUNCTION bench_prior.lookup_only(in_channel text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     call text;
@@ -89,6 +46,7 @@ BEGIN
 END
 $$;
 """
+)
 
 
 def main() -> None:
