@@ -109,6 +109,7 @@ AMQP_INTERNAL = {
     "_pg_mq_watch_sync_partitions()",  # called by the event trigger _pg_mq_watch_partitions (SECURITY DEFINER)
     "_pg_mq_watch_fire()",  # no one may attach it to a table by hand (CREATE TRIGGER checks EXECUTE)
     "_pg_mq_notify(text,text)",  # called by pg_mq_notify (SECURITY DEFINER) as the owner
+    "_pg_mq_catalog_changed()",  # the catalog's trigger; only the owner writes the catalog
 }  # superuser (owner) only
 
 QUEUE = "pg_mq_queue_q"

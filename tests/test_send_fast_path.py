@@ -1,6 +1,6 @@
 """pg_mq_send_message's fast path: a send without dedup_key runs the queue's generated
-PL/pgSQL send function, never PL/Python; anything else, and any catalog row that no
-longer describes what the function was built from, takes the Python path."""
+PL/pgSQL send function, never PL/Python; anything else takes the Python path. A change
+to a queue's catalog row rebuilds (or drops) its functions in the same transaction."""
 
 import threading
 
@@ -103,19 +103,56 @@ def test_a_settings_change_rebuilds_the_function_and_another_session_follows(con
     assert admin.execute("SELECT send_call FROM pg_mq_config_catalog").fetchone()[0] == before
 
 
-def test_a_catalog_row_changed_behind_the_function_sends_through_python(connect):
-    """A row the function was not built from (here edited by hand by a superuser) is
-    never sent with the function's stale idea of it."""
-    sender, admin = connect(), connect()
+def test_a_catalog_row_changed_by_hand_rebuilds_the_function_in_the_same_transaction(connect):
+    """A row edited by hand by a superuser (not through pg_mq_set_queue_config) is never
+    sent with the function's stale idea of it: the catalog's trigger rebuilds the function
+    in the editing transaction, so the next send follows the row without Python."""
+    sender, admin = connect(), connect(autocommit=False)
     admin.execute("SELECT pg_mq_create_queue('q', 'text')")
+    admin.commit()
+    fn = generated(admin)
+    body = "SELECT prosrc FROM pg_proc WHERE oid = %s::regproc"
+    built = admin.execute(body, (fn,)).fetchone()[0]
     admin.execute("UPDATE pg_mq_config_catalog SET settings = '{\"priority_ordering\": false}' WHERE channel = 'q'")
+    assert admin.execute(body, (fn,)).fetchone()[0] != built  # rebuilt before the commit
+    # Until the edit commits, other sessions send with the row as it was.
+    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'a', priority => 5)")
+    assert calls == 0
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 5
+    admin.commit()
     calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'b', priority => 5)")
-    assert calls == 1
-    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 0
-    admin.execute("SELECT pg_mq_rebuild_triggers()")  # builds it again from the row as it is
-    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'c', priority => 5)")
     assert calls == 0
     assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 0
+    admin.commit()
+    # And back: priorities count again.
+    admin.execute("UPDATE pg_mq_config_catalog SET settings = '{}' WHERE channel = 'q'")
+    admin.commit()
+    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'c', priority => 5)")
+    assert calls == 0
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 5
+    admin.commit()
+
+
+def test_a_catalog_row_deleted_or_renamed_by_hand_loses_its_functions(db):
+    """No generated function outlives the row it was built from: a row deleted by hand
+    takes its functions and its place in the dispatcher with it; a channel renamed by
+    hand gets functions under its new name, and the old name is unknown."""
+    for channel in ("a", "b"):
+        db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+    fn_a, fn_b = generated(db, "a"), generated(db, "b")
+    db.execute("DELETE FROM pg_mq_config_catalog WHERE channel = 'a'")
+    assert db.execute("SELECT to_regproc(%s)", (fn_a,)).fetchone()[0] is None
+    assert db.execute("SELECT _pg_mq_send_dispatch('a', 'x', 25, NULL, 0, NULL)").fetchone()[0] is None
+    assert db.execute("SELECT _pg_mq_send_batch_dispatch('a', ARRAY['x'], 1009, NULL, 0, NULL)").fetchone()[0] is None
+    fails(db, "SELECT pg_mq_send_message('a', 'x'::text)", sqlstate="42704", match='queue "a" does not exist')
+    db.execute("UPDATE pg_mq_config_catalog SET channel = 'b2' WHERE channel = 'b'")
+    assert db.execute("SELECT to_regproc(%s)", (fn_b,)).fetchone()[0] is None
+    assert db.execute("SELECT _pg_mq_send_dispatch('b', 'x', 25, NULL, 0, NULL)").fetchone()[0] is None
+    calls, row = python_calls(db, "SELECT msg_id FROM pg_mq_send_message('b2', 'y'::text)")
+    assert calls == 0 and row[0] is not None
+    assert db.execute("SELECT payload FROM pg_mq_queue_b").fetchall() == [("y",)]
+    left = "SELECT count(*) FROM pg_proc WHERE proname ~ '^_pg_mq_send_(batch_)?[0-9a-f]{32}$'"
+    assert db.execute(left).fetchone()[0] == 2  # b2's two
 
 
 def test_a_queue_recreated_with_another_type_in_one_transaction_is_followed(connect):
@@ -296,9 +333,9 @@ def test_a_batch_follows_settings_changes_and_never_uses_a_stale_row(connect):
     assert batch_python_calls(sender, "SELECT pg_mq_send_batch('q', ARRAY['a'], priority => 5)")[0] == 0
     admin.execute("SELECT pg_mq_set_queue_config('q', 'priority_ordering', 'off')")
     assert batch_python_calls(sender, "SELECT pg_mq_send_batch('q', ARRAY['b'], priority => 5)")[0] == 0
-    # A row changed by hand behind the function: the Python path, with the row as it is.
+    # A row changed by hand: the function is rebuilt from the row as it is.
     admin.execute("UPDATE pg_mq_config_catalog SET settings = '{}' WHERE channel = 'q'")
-    assert batch_python_calls(sender, "SELECT pg_mq_send_batch('q', ARRAY['c'], priority => 5)")[0] == 1
+    assert batch_python_calls(sender, "SELECT pg_mq_send_batch('q', ARRAY['c'], priority => 5)")[0] == 0
     assert admin.execute("SELECT payload, priority FROM pg_mq_queue_q ORDER BY msg_id").fetchall() == [
         ("a", 0),  # turning priority_ordering off reset the waiting ones
         ("b", 0),

@@ -7,7 +7,7 @@ import json
 
 from . import _db, settings
 from .names import channel_problem
-from .queues import Queue, _catalog, build_send_function, check_channel, create_queue, find, get
+from .queues import Queue, _catalog, check_channel, create_queue, find, get
 
 
 def set_queue_config(channel: str | None, key: str | None, value: str | None) -> str:
@@ -63,8 +63,7 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
         f"UPDATE {_catalog()} SET settings = $2::pg_catalog.jsonb WHERE channel = $1 RETURNING settings",
         ("text", "text"),
         (queue.channel, json.dumps(merged)),
-    )
-    build_send_function(get(queue.channel))
+    )  # the catalog's trigger rebuilds the send functions (queues.catalog_changed)
     return rows[0]["settings"]
 
 

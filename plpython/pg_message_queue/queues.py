@@ -186,38 +186,35 @@ def build_send_function(queue: Queue) -> None:
     backend. It is a plain INSERT with what Python decided baked in: the table,
     the payload type (by its schema-qualified name), priority 0 when the queue
     ignores priorities. It returns NULL, inserting nothing, when the payload's
-    type is neither the queue's nor text, or when the catalog row no longer
-    describes what it was built from (table, type, settings): the wrapper then
-    takes the Python path, which gives the error or looks the queue up afresh.
-    So a function can never send with settings the queue no longer has. It runs
-    with the caller's rights (the queue table's privileges decide, as for a
-    direct INSERT); it belongs to the extension's owner like the catalog that
-    names it, so no sender can change what other senders run.
+    type is neither the queue's nor text: the wrapper then takes the Python
+    path, which gives the error. Whatever changes what it was built from (the
+    catalog row's table, type or settings, or the row itself) rebuilds or drops
+    it in the same transaction: the catalog's trigger, see catalog_changed. So
+    a transaction that starts after the change never runs the old function.
+    (Until 2026-11 every send checked its catalog row in the INSERT instead, at
+    a sixth of the send's cost, README Benchmark.) It runs with the caller's
+    rights (the queue table's privileges decide, as for a direct INSERT); it
+    belongs to the extension's owner like the catalog that names it, so no
+    sender can change what other senders run.
     """
     row = _db.run(
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) AS type_name,"
-        " t.typarray::pg_catalog.int8 AS array_oid, c.table_name, c.settings::text AS settings"
+        " t.typarray::pg_catalog.int8 AS array_oid"
         f" FROM {_catalog()} c, pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
         " WHERE c.channel = $1 AND t.oid = c.payload_type",
         ("text",),
         (queue.channel,),
     )[0]
-    kinds = " AND ".join(f"$2 OPERATOR(pg_catalog.<>) {oid}::pg_catalog.oid" for oid in (queue.type_oid, *TEXT_OIDS))
+    accepted = dict.fromkeys((queue.type_oid, *TEXT_OIDS))  # a text queue's type once
+    kinds = " AND ".join(f"$2 OPERATOR(pg_catalog.<>) {oid}::pg_catalog.oid" for oid in accepted)
     priority = "$4" if queue.settings.priority_ordering else "0"
-    guard = (
-        f"EXISTS (SELECT FROM {_catalog()} c WHERE c.channel OPERATOR(pg_catalog.=) {_db.literal(queue.channel)}"
-        f" AND c.table_name OPERATOR(pg_catalog.=) {_db.literal(row['table_name'])}::pg_catalog.name"
-        f" AND c.payload_type::pg_catalog.oid OPERATOR(pg_catalog.=) {queue.type_oid}::pg_catalog.oid"
-        f" AND c.settings OPERATOR(pg_catalog.=) {_db.literal(row['settings'])}::pg_catalog.jsonb)"
-    )
     body = (
         "DECLARE id pg_catalog.int8; BEGIN"
         f" IF $2 IS NULL OR ({kinds}) THEN RETURN NULL; END IF;"
         f" INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
-        f" SELECT $1::{row['type_name']},"
+        f" VALUES ($1::{row['type_name']},"
         " pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE($3, '0'::pg_catalog.interval), "
-        f"{priority}, $5"
-        f" WHERE {guard}"
+        f"{priority}, $5)"
         " RETURNING msg_id INTO id;"
         " RETURN id; END"
     )
@@ -234,20 +231,19 @@ def build_send_function(queue: Queue) -> None:
         ("text", "text"),
         (queue.channel, f"SELECT {name}($1, $2, $3, $4, $5)"),
     )
-    _build_batch_function(queue, row["type_name"], int(row["array_oid"]), priority, guard)
+    _build_batch_function(queue, row["type_name"], int(row["array_oid"]), priority)
 
 
-def _build_batch_function(queue: Queue, type_name: str, array_oid: int, priority: str, guard: str) -> None:
+def _build_batch_function(queue: Queue, type_name: str, array_oid: int, priority: str) -> None:
     """Generate the queue's batch send function, which pg_mq_send_batch calls
     through ``_pg_mq_send_batch_dispatch``: the INSERT that ``send_batch_sql``
     builds, on the typed array as it came ($1; $2 its type, then delay, priority,
     headers), planned once per backend instead of a PL/Python call and an EXECUTE
     per batch. An array of the queue's own type goes in as it is, text[] and
     varchar[] through the type's input. It returns the new ids in input order, or
-    NULL, inserting nothing, for any other array type or when the guard (as in
-    build_send_function) finds the catalog row changed: the wrapper then takes
+    NULL, inserting nothing, for any other array type: the wrapper then takes
     the Python path. The wrapper sends only non-empty one-dimensional arrays
-    without NULLs here, so an empty result means the guard refused.
+    without NULLs here. It is rebuilt and dropped with the send function.
     """
 
     def insert(payload: str) -> str:
@@ -255,7 +251,7 @@ def _build_batch_function(queue: Queue, type_name: str, array_oid: int, priority
         return (
             f"WITH i AS (INSERT INTO {queue.table} (payload, visible_at, priority, headers)"
             f" SELECT {payload}, pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE($3, '0'::pg_catalog.interval),"
-            f" {priority}, $5 FROM pg_catalog.unnest($1) WITH ORDINALITY AS u(p, i) WHERE {guard}"
+            f" {priority}, $5 FROM pg_catalog.unnest($1) WITH ORDINALITY AS u(p, i)"
             " ORDER BY u.i RETURNING msg_id)"
             " SELECT pg_catalog.array_agg(i.msg_id ORDER BY i.msg_id) INTO ids FROM i;"
         )
@@ -298,7 +294,7 @@ def build_dispatch() -> None:
     send_call and EXECUTE it, parsed and planned on every send. A channel it does
     not know gives NULL (the wrapper then falls back to send_call). It depends
     only on which queues have a send function, so settings changes leave it
-    alone; the guard that keeps stale settings out is in the send functions.
+    alone (they rebuild the send functions, see catalog_changed).
     The catalog lock makes concurrent creates and drops regenerate it one at a
     time (two concurrent replacements of one function would fail).
     """
@@ -387,10 +383,8 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
                 hint="Read or purge them first, or call pg_mq_drop_queue(channel, force => true).",
             )
     _db.ddl(f"DROP TABLE IF EXISTS {queue.table}")  # IF EXISTS: a table dropped by hand
-    _db.ddl(f"DROP FUNCTION IF EXISTS {send_function(queue.channel)}{_SEND_ARGS}")
-    _db.ddl(f"DROP FUNCTION IF EXISTS {batch_function(queue.channel)}{_BATCH_ARGS}")
+    # The catalog's trigger (catalog_changed) drops the generated functions.
     _db.run(f"DELETE FROM {_catalog()} WHERE channel = $1", ("text",), (channel,))
-    build_dispatch()
     _db.forget(queue.table)
     return True
 
@@ -422,6 +416,28 @@ def rebuild_triggers() -> int:
         done += 1
     build_dispatch()
     return done
+
+
+def catalog_changed(old: dict[str, Any], new: dict[str, Any] | None) -> None:
+    """The catalog's row trigger: keep the generated send functions in step with
+    the rows they were built from, in the same transaction.
+
+    It fires after an UPDATE of a row's channel, table_name, payload_type or
+    settings (pg_mq_set_queue_config, or by hand) and after a DELETE
+    (pg_mq_drop_queue, or by hand). A deleted or renamed channel loses its
+    functions and its place in the dispatcher; the row as it now is gets its
+    functions built afresh. Only the catalog's owner can write the catalog.
+    """
+    renamed = new is None or new["channel"] != old["channel"]
+    if renamed:
+        _db.ddl(f"DROP FUNCTION IF EXISTS {send_function(old['channel'])}{_SEND_ARGS}")
+        _db.ddl(f"DROP FUNCTION IF EXISTS {batch_function(old['channel'])}{_BATCH_ARGS}")
+    if new is not None:
+        queue = find(new["channel"])
+        if queue is not None:
+            build_send_function(queue)
+    if renamed:
+        build_dispatch()
 
 
 default_dlq = settings.default_dlq

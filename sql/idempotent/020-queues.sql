@@ -68,6 +68,25 @@ $python$;
 COMMENT ON FUNCTION pg_mq_rebuild_triggers() IS
 'Recreate the NOTIFY trigger of every queue in the catalog (run after a restore); returns how many were rebuilt.';
 
+-- The catalog's row trigger: a change to what a queue's generated send
+-- functions were built from rebuilds them, and a deleted or renamed channel
+-- loses them, in the same transaction (see queues.catalog_changed). It replaces
+-- a check of the catalog row in every send (README Benchmark).
+CREATE OR REPLACE FUNCTION _pg_mq_catalog_changed()
+RETURNS trigger
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PROLOGUE#
+pgmq.queues.catalog_changed(TD["old"], TD["new"])
+$python$;
+COMMENT ON FUNCTION _pg_mq_catalog_changed() IS
+'Internal: trigger of pg_mq_config_catalog keeping the generated send functions in step with its rows.';
+
+CREATE OR REPLACE TRIGGER pg_mq_catalog_changed
+AFTER UPDATE OF channel, table_name, payload_type, settings OR DELETE ON pg_mq_config_catalog
+FOR EACH ROW EXECUTE FUNCTION _pg_mq_catalog_changed();
+
 -- Let a role send to ('send'), receive from ('receive') or both ('all').
 CREATE OR REPLACE FUNCTION pg_mq_grant(in_channel text, in_role name, in_privilege text DEFAULT 'all')
 RETURNS boolean

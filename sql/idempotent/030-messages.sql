@@ -65,12 +65,12 @@ BEGIN
             END IF;
         END IF;
         IF sent.msg_id IS NOT NULL THEN
-            sent.channel := in_channel;
-            sent.sent_at := pg_catalog.now();
-            sent.sent_by := SESSION_USER;
-            sent.visible_at := pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval);
-            sent.deduplicated := false;
-            RETURN sent;
+            -- One expression, not one assignment per field: PL/pgSQL prepares
+            -- each expression afresh in every transaction.
+            RETURN ROW(
+                sent.msg_id, pg_catalog.now(), SESSION_USER, NULL, in_channel,
+                pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval), false
+            )::@extschema@.pg_mq_sent;
         END IF;
     END IF;
     sent := @extschema@._pg_mq_send(
@@ -125,12 +125,12 @@ BEGIN
             END IF;
         END IF;
         IF sent.msg_id IS NOT NULL THEN
-            sent.channel := in_channel;
-            sent.sent_at := pg_catalog.now();
-            sent.sent_by := SESSION_USER;
-            sent.visible_at := pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval);
-            sent.deduplicated := false;
-            RETURN sent;
+            -- One expression, not one assignment per field: PL/pgSQL prepares
+            -- each expression afresh in every transaction.
+            RETURN ROW(
+                sent.msg_id, pg_catalog.now(), SESSION_USER, NULL, in_channel,
+                pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval), false
+            )::@extschema@.pg_mq_sent;
         END IF;
     END IF;
     sent := @extschema@._pg_mq_send(

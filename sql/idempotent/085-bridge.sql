@@ -71,7 +71,11 @@ BEGIN
             SELECT FROM @extschema@.pg_mq_bridge_channel AS m
             WHERE m.channel OPERATOR(pg_catalog.=) pg_mq_notify.channel
         ) THEN
-        PERFORM pg_catalog.pg_notify(channel, payload);
+        -- A condition, not PERFORM: evaluated without starting the executor
+        -- (as pg_mq_notify_trigger does). pg_notify's void is never NULL.
+        IF pg_catalog.pg_notify(channel, payload) IS NULL THEN
+            RETURN;
+        END IF;
         RETURN;
     END IF;
     PERFORM @extschema@._pg_mq_notify(channel, payload);

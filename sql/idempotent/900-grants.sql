@@ -8,6 +8,7 @@ REVOKE ALL ON FUNCTION pg_mq_purge_queue(text) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_rebuild_triggers() FROM public;
 REVOKE ALL ON FUNCTION pg_mq_grant(text, name, text) FROM public;
 REVOKE ALL ON FUNCTION pg_mq_revoke(text, name, text) FROM public;
+REVOKE ALL ON FUNCTION _pg_mq_catalog_changed() FROM public;
 
 -- Sending and receiving run with the caller's rights: anyone may call them, the
 -- queue table's privileges (see pg_mq_grant) decide what succeeds.
