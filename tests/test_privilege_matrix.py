@@ -53,6 +53,9 @@ QUEUE_PUBLIC = {
     "_pg_mq_send(text,oid,text,interval,integer,text,jsonb)",
     "_pg_mq_send_dispatch(text,text,oid,interval,integer,jsonb)",  # calls the generated send functions
     "_pg_mq_send_batch_dispatch(text,anyarray,oid,interval,integer,jsonb)",  # and the batch ones
+    "_pg_mq_get_dispatch(integer,timestamp with time zone,text)",  # the claims' generated statements
+    "_pg_mq_pop_dispatch(integer,timestamp with time zone,text)",
+    "_pg_mq_read_dispatch(integer,interval,timestamp with time zone,text,interval)",
     "_pg_mq_send_batch_sql(text,oid,integer,integer,interval,integer,jsonb)",
     "_pg_mq_get_sql(text,integer,boolean)",
     "_pg_mq_read_sql(text,integer,interval,interval,boolean)",

@@ -16,6 +16,10 @@ def set_queue_config(channel: str | None, key: str | None, value: str | None) ->
     Setting max_deliveries creates the dead-letter queue if it does not exist
     yet (same payload type), and lets the queue's receivers write to it.
     """
+    # First the catalog's lock, as create and drop take it: the catalog's trigger
+    # regenerates the dispatchers (queues.catalog_changed), which needs it, and
+    # taking it after the row lock would let two concurrent changes deadlock.
+    _db.ddl(f"LOCK TABLE {_catalog()} IN SHARE ROW EXCLUSIVE MODE")
     queue = get(check_channel(channel), lock=True)
     if key is None:
         _db.fail("22004", "setting name must not be NULL")

@@ -96,8 +96,13 @@ def read_sql(
     check_count(n)
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     _check_interval("wait", wait, allow_null=True)
-    payload = payload_expr(queue, as_text)
     dead_letter_overdue(queue)
+    return read_statement(queue, as_text)
+
+
+def read_statement(queue: Queue, as_text: bool) -> str:
+    """read_sql's statement for ``queue``, without the call's checks (see get_statement)."""
+    payload = payload_expr(queue, as_text)
     return (
         f"WITH picked AS ({select_ready(queue, '$3')}),"
         f" leased AS (UPDATE {queue.table} AS q"
@@ -174,8 +179,13 @@ def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     """SQL ($1 = n, $2 = now) reading and acknowledging at once: at-most-once, no lease."""
     queue = queues.get(channel)
     check_count(n)
-    payload = payload_expr(queue, as_text)
     dead_letter_overdue(queue)
+    return pop_statement(queue, as_text)
+
+
+def pop_statement(queue: Queue, as_text: bool) -> str:
+    """pop_sql's statement for ``queue``, without the call's checks (see get_statement)."""
+    payload = payload_expr(queue, as_text)
     picked = f"WITH picked AS ({select_ready(queue, '$2')})"
     if _retains(queue):
         change = (

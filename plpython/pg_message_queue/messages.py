@@ -339,9 +339,15 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     """SQL ($1 = n, $2 = now) claiming the ``n`` first ready messages and marking them delivered."""
     queue = queues.get(channel)
     check_count(n)
+    dead_letter_overdue(queue)
+    return get_statement(queue, as_text)
+
+
+def get_statement(queue: Queue, as_text: bool) -> str:
+    """get_sql's statement for ``queue``, without the call's checks: what the generated
+    claim dispatcher runs (queues.build_dispatch)."""
     payload = payload_expr(queue, as_text)
     order = ready_order(queue)
-    dead_letter_overdue(queue)
     return (
         f"WITH picked AS ({select_ready(queue, '$2')}),"
         " done AS ("

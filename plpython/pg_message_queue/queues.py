@@ -281,6 +281,10 @@ _BATCH_DISPATCH_ARGS = (  # likewise
     "(in_channel pg_catalog.text, in_payloads pg_catalog.anyarray, in_type pg_catalog.oid,"
     " delay pg_catalog.interval, priority pg_catalog.int4, headers pg_catalog.jsonb)"
 )
+_CLAIM_ARGS = "(pg_catalog.int4, pg_catalog.timestamptz, pg_catalog.text)"  # n, now, channel
+_READ_ARGS = (  # n, visibility timeout, now, channel, wait
+    "(pg_catalog.int4, pg_catalog.interval, pg_catalog.timestamptz, pg_catalog.text, pg_catalog.interval)"
+)
 _DISPATCH_LEAF = 4  # channels compared one by one; more are split in halves
 
 
@@ -305,27 +309,87 @@ def build_dispatch() -> None:
             f'SELECT channel FROM {_catalog()} WHERE send_call IS NOT NULL ORDER BY channel COLLATE pg_catalog."C"'
         )
     ]
+    schema = _db.schema()
     for name, args, returns, function in (
         ("_pg_mq_send_dispatch", _DISPATCH_ARGS, "pg_catalog.int8", send_function),
         ("_pg_mq_send_batch_dispatch", _BATCH_DISPATCH_ARGS, "pg_catalog.int8[]", batch_function),
     ):
-        body = f"BEGIN {_dispatch_tree(channels, function)} RETURN NULL; END"
+        tree = _dispatch_tree(channels, "$1", lambda c, f=function: f"RETURN {f(c)}($2, $3, $4, $5, $6);")
+        body = f"BEGIN {tree} RETURN NULL; END"
         _db.ddl(
-            f"CREATE OR REPLACE FUNCTION {_db.schema()}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"
+            f"CREATE OR REPLACE FUNCTION {schema}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"
             f" AS {_db.literal(body)}"
         )
+    _build_claim_dispatch(channels)
 
 
-def _dispatch_tree(channels: list[str], function: Callable[[str], str]) -> str:
-    if len(channels) <= _DISPATCH_LEAF:
-        return " ".join(
-            f"IF $1 OPERATOR(pg_catalog.=) {_db.literal(c)} THEN RETURN {function(c)}($2, $3, $4, $5, $6); END IF;"
-            for c in channels
+def _build_claim_dispatch(channels: list[str]) -> None:
+    """Regenerate the claim dispatchers that pg_mq_get_msg_text, pg_mq_pop and pg_mq_read
+    call: for a call whose cheap checks pass, a tree over the channels (as for sends)
+    down to the queue's claiming statement itself, written in, which PL/pgSQL prepares
+    once per backend (the wrappers plan it for each call, forcing custom plans, so
+    the plans are the ones EXECUTE made); for anything else, and for a queue with
+    max_deliveries (whose claims first dead-letter what is due), the Python path:
+    the statement the Python half checks and builds, EXECUTEd. The statements depend
+    on the queues' settings, so every settings change regenerates them (see
+    catalog_changed). Called by build_dispatch, under its lock.
+    """
+    from . import leases, messages  # they import this module
+
+    queues = {c: find(c) for c in channels}
+    claimable = [c for c, q in queues.items() if q is not None and not q.settings.max_deliveries]
+    schema = _db.schema()
+    for name, args, returns, key, checks, statement, fallback in (
+        (
+            "_pg_mq_get_dispatch",
+            _CLAIM_ARGS,
+            f"SETOF {schema}.pg_mq_msg_text",
+            "$3",
+            "$1 OPERATOR(pg_catalog.>) 0",
+            lambda q: messages.get_statement(q, True),
+            f"{schema}._pg_mq_get_sql($3, $1, true) USING $1, $2",
+        ),
+        (
+            "_pg_mq_pop_dispatch",
+            _CLAIM_ARGS,
+            f"SETOF {schema}.pg_mq_leased",
+            "$3",
+            "$1 OPERATOR(pg_catalog.>) 0",
+            lambda q: leases.pop_statement(q, True),
+            f"{schema}._pg_mq_pop_sql($3, $1, true) USING $1, $2",
+        ),
+        (
+            "_pg_mq_read_dispatch",
+            _READ_ARGS,
+            f"SETOF {schema}.pg_mq_leased",
+            "$4",
+            "$1 OPERATOR(pg_catalog.>) 0"
+            " AND pg_catalog.date_part('epoch', $2) OPERATOR(pg_catalog.>) 0"
+            " AND ($5 IS NULL OR pg_catalog.date_part('epoch', $5) OPERATOR(pg_catalog.>=) 0)",
+            lambda q: leases.read_statement(q, True),
+            f"{schema}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3",
+        ),
+    ):
+        tree = _dispatch_tree(claimable, key, lambda c, stmt=statement: f"RETURN QUERY {stmt(queues[c])}; RETURN;")
+        body = f"BEGIN IF {checks} THEN {tree} END IF; RETURN QUERY EXECUTE {fallback}; END"
+        # Pinned, unlike the send dispatchers: a claim's cost dwarfs the SET clause's.
+        _db.ddl(
+            f"CREATE OR REPLACE FUNCTION {schema}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"
+            f" SET search_path = pg_catalog, pg_temp AS {_db.literal(body)}"
         )
+
+
+def _dispatch_tree(channels: list[str], key: str, leaf: Callable[[str], str]) -> str:
+    """A balanced tree of comparisons of ``key`` with the channels (byte order) down to
+    a few equality tests, each running ``leaf(channel)``."""
+    if not channels:
+        return "NULL;"
+    if len(channels) <= _DISPATCH_LEAF:
+        return " ".join(f"IF {key} OPERATOR(pg_catalog.=) {_db.literal(c)} THEN {leaf(c)} END IF;" for c in channels)
     mid = len(channels) // 2
     return (
-        f'IF $1 OPERATOR(pg_catalog.<) {_db.literal(channels[mid])} COLLATE pg_catalog."C" THEN'
-        f" {_dispatch_tree(channels[:mid], function)} ELSE {_dispatch_tree(channels[mid:], function)} END IF;"
+        f'IF {key} OPERATOR(pg_catalog.<) {_db.literal(channels[mid])} COLLATE pg_catalog."C" THEN'
+        f" {_dispatch_tree(channels[:mid], key, leaf)} ELSE {_dispatch_tree(channels[mid:], key, leaf)} END IF;"
     )
 
 
@@ -425,19 +489,20 @@ def catalog_changed(old: dict[str, Any], new: dict[str, Any] | None) -> None:
     It fires after an UPDATE of a row's channel, table_name, payload_type or
     settings (pg_mq_set_queue_config, or by hand) and after a DELETE
     (pg_mq_drop_queue, or by hand). A deleted or renamed channel loses its
-    functions and its place in the dispatcher; the row as it now is gets its
-    functions built afresh. Only the catalog's owner can write the catalog.
+    functions and its place in the dispatchers; the row as it now is gets its
+    functions built afresh, and the claim dispatchers its statements. Only the
+    catalog's owner can write the catalog. Whoever writes it through this
+    package takes the catalog's lock first (see build_dispatch), so two writers
+    never wait for each other's row lock while holding what the other needs.
     """
-    renamed = new is None or new["channel"] != old["channel"]
-    if renamed:
+    if new is None or new["channel"] != old["channel"]:
         _db.ddl(f"DROP FUNCTION IF EXISTS {send_function(old['channel'])}{_SEND_ARGS}")
         _db.ddl(f"DROP FUNCTION IF EXISTS {batch_function(old['channel'])}{_BATCH_ARGS}")
     if new is not None:
         queue = find(new["channel"])
         if queue is not None:
             build_send_function(queue)
-    if renamed:
-        build_dispatch()
+    build_dispatch()  # the claim dispatchers hold the queues' statements
 
 
 default_dlq = settings.default_dlq

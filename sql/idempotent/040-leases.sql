@@ -28,14 +28,18 @@ RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
     pause float8 := 0.01;
 BEGIN
     LOOP
-        RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, true)
-        USING n, visibility_timeout, clock_timestamp();
+        -- The generated dispatcher: the queue's statement, or the Python path
+        -- (see pg_mq_get_msg_text).
+        RETURN QUERY SELECT * FROM @extschema@._pg_mq_read_dispatch(
+            n, visibility_timeout, clock_timestamp(), in_channel, wait
+        );
         EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
         PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
         pause := least(pause * 2, 0.1);
@@ -143,9 +147,12 @@ RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, true) USING n, clock_timestamp();
+    -- The generated dispatcher: the queue's statement, or the Python path (see
+    -- pg_mq_get_msg_text).
+    RETURN QUERY SELECT * FROM @extschema@._pg_mq_pop_dispatch(n, clock_timestamp(), in_channel);
 END
 $$;
 COMMENT ON FUNCTION pg_mq_pop(text, integer) IS

@@ -1,0 +1,36 @@
+-- pg_mq_get_msg_text, pg_mq_pop and pg_mq_read call these (the text forms). Python
+-- regenerates their bodies whenever a queue is created, dropped or changed and in
+-- pg_mq_rebuild_triggers (queues.build_dispatch): each then holds the claiming
+-- statement of every queue, written in, so PL/pgSQL prepares it once per backend
+-- instead of a PL/Python call and an EXECUTE per claim. Until then (a fresh
+-- install, an upgrade, a restore) they take the Python path: the statement the
+-- Python half checks and builds, EXECUTEd, as the wrappers did before.
+CREATE FUNCTION _pg_mq_get_dispatch(integer, timestamptz, text)
+RETURNS SETOF @extschema@.pg_mq_msg_text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql($3, $1, true) USING $1, $2;
+END
+$$;
+
+CREATE FUNCTION _pg_mq_pop_dispatch(integer, timestamptz, text)
+RETURNS SETOF @extschema@.pg_mq_leased
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql($3, $1, true) USING $1, $2;
+END
+$$;
+
+CREATE FUNCTION _pg_mq_read_dispatch(integer, interval, timestamptz, text, interval)
+RETURNS SETOF @extschema@.pg_mq_leased
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3;
+END
+$$;

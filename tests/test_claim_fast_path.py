@@ -1,0 +1,195 @@
+"""The claims' fast path: pg_mq_get_msg_text, pg_mq_pop and pg_mq_read run the queue's
+claiming statement from a generated dispatcher, never PL/Python; a call that fails a
+check, a queue with max_deliveries, and a dispatcher that does not know the queue
+(after an upgrade or a restore) take the Python path, with the same results and errors.
+Every change to a queue's settings regenerates the statements."""
+
+import threading
+
+import psycopg
+import pytest
+from helpers import fails
+
+PYTHON_HALVES = ("_pg_mq_get_sql", "_pg_mq_pop_sql", "_pg_mq_read_sql")
+INSTALLED = {  # the dispatchers as sql/incremental/041-claim-dispatch.sql creates them
+    "_pg_mq_get_dispatch": (
+        "(integer, timestamptz, text) RETURNS SETOF pg_mq_msg_text",
+        "RETURN QUERY EXECUTE {s}._pg_mq_get_sql($3, $1, true) USING $1, $2;",
+    ),
+    "_pg_mq_pop_dispatch": (
+        "(integer, timestamptz, text) RETURNS SETOF pg_mq_leased",
+        "RETURN QUERY EXECUTE {s}._pg_mq_pop_sql($3, $1, true) USING $1, $2;",
+    ),
+    "_pg_mq_read_dispatch": (
+        "(integer, interval, timestamptz, text, interval) RETURNS SETOF pg_mq_leased",
+        "RETURN QUERY EXECUTE {s}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3;",
+    ),
+}
+
+
+def python_calls(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[int, list]:
+    """Run ``sql`` in a transaction of its own; return how often it entered one of the
+    claims' PL/Python halves, and its rows."""
+    if conn.execute("SHOW track_functions").fetchone()[0] != "all":
+        conn.execute("SET track_functions = 'all'")
+    count = "SELECT COALESCE(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = ANY(%s)"
+    with conn.transaction():
+        before = conn.execute(count, (list(PYTHON_HALVES),)).fetchone()[0]
+        rows = conn.execute(sql, params).fetchall()
+        calls = conn.execute(count, (list(PYTHON_HALVES),)).fetchone()[0] - before
+    return int(calls), rows
+
+
+def install_as_shipped(db: psycopg.Connection) -> None:
+    schema = db.execute(
+        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_message_queue'"
+    ).fetchone()[0]
+    for name, (signature, body) in INSTALLED.items():
+        db.execute(
+            f"CREATE OR REPLACE FUNCTION {name}{signature} LANGUAGE plpgsql"
+            f" SET search_path = pg_catalog, pg_temp AS $$BEGIN {body.format(s=schema)} END$$"
+        )
+
+
+def fill(db: psycopg.Connection, channel: str = "q") -> None:
+    """Six messages: priorities 0, 5, 0, 5, 9, 0 (payloads p1..p6)."""
+    db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+    for i, prio in enumerate((0, 5, 0, 5, 9, 0), start=1):
+        db.execute("SELECT pg_mq_send_message(%s, %s::text, priority => %s)", (channel, f"p{i}", prio))
+
+
+@pytest.mark.parametrize("shipped", [False, True], ids=["generated", "installed (Python path)"])
+def test_claims_return_the_same_whichever_path_runs_them(db, shipped):
+    """The generated statements and the Python path give the same rows, in the same
+    order (priority, then age), with the same effects; only the generated ones skip
+    PL/Python."""
+    fill(db)
+    if shipped:
+        install_as_shipped(db)
+    expected_calls = 1 if shipped else 0
+    calls, rows = python_calls(db, "SELECT payload, delivered_at IS NOT NULL FROM pg_mq_get_msg_text('q', 2)")
+    assert (calls, rows) == (expected_calls, [("p5", True), ("p2", True)])
+    calls, rows = python_calls(db, "SELECT payload, read_count FROM pg_mq_pop('q', 1)")
+    assert (calls, rows) == (expected_calls, [("p4", 1)])
+    calls, rows = python_calls(
+        db, "SELECT payload, read_count, visible_at > now() + '50 s' FROM pg_mq_read('q', 2, '60 s')"
+    )
+    assert (calls, rows) == (expected_calls, [("p1", 1, True), ("p3", 1, True)])
+    # What is left: the delivered two (kept, as the original does), the leased two, p6.
+    left = db.execute("SELECT payload, delivered_at IS NOT NULL FROM pg_mq_queue_q ORDER BY msg_id").fetchall()
+    assert left == [("p1", False), ("p2", True), ("p3", False), ("p5", True), ("p6", False)]
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 5, wait => '0.05 s')")
+    assert (calls, rows) == (expected_calls, [("p6",)])
+    # An empty queue long-polls through the same path (one call per poll on the Python path).
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 5, wait => '0.05 s')")
+    assert rows == [] and (calls == 0) == (not shipped)
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate", "match"),
+    [
+        ("pg_mq_get_msg_text('q', 0)", "22023", "must be positive"),
+        ("pg_mq_get_msg_text('q', NULL)", "22004", "must not be NULL"),
+        ("pg_mq_get_msg_text('nope', 1)", "42704", 'queue "nope" does not exist'),
+        ("pg_mq_pop('q', -1)", "22023", "must be positive"),
+        ("pg_mq_pop('q', NULL)", "22004", "must not be NULL"),
+        ("pg_mq_pop('nope', 1)", "42704", 'queue "nope" does not exist'),
+        ("pg_mq_read('q', 0)", "22023", "must be positive"),
+        ("pg_mq_read('q', 1, '0 s')", "22023", "visibility_timeout must be positive"),
+        ("pg_mq_read('q', 1, NULL)", "22004", "visibility_timeout must not be NULL"),
+        ("pg_mq_read('q', 1, '1 s', '-1 s')", "22023", "wait must not be negative"),
+        ("pg_mq_read(NULL, 1)", "22004", "channel must not be NULL"),
+    ],
+)
+def test_what_the_python_path_refuses_is_refused_the_same_way(db, call, sqlstate, match):
+    fill(db)
+    fails(db, f"SELECT * FROM {call}", sqlstate=sqlstate, match=match)
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NULL").fetchone()[0] == 6
+
+
+def test_settings_changes_regenerate_the_statements(connect):
+    """Another session's claims follow a settings change from its next transaction,
+    without Python: priorities ignored, then kept rows for pop (retention)."""
+    consumer, admin = connect(), connect()
+    fill(admin)
+    admin.execute("SELECT pg_mq_set_queue_config('q', 'priority_ordering', 'off')")
+    calls, rows = python_calls(consumer, "SELECT payload FROM pg_mq_get_msg_text('q', 2)")
+    assert (calls, rows) == (0, [("p1",), ("p2",)])
+    admin.execute("SELECT pg_mq_set_queue_config('q', 'retention', '1 hour')")
+    calls, rows = python_calls(consumer, "SELECT payload FROM pg_mq_pop('q', 1)")
+    assert (calls, rows) == (0, [("p3",)])
+    kept = admin.execute("SELECT delivered_at IS NOT NULL FROM pg_mq_queue_q WHERE payload = 'p3'").fetchall()
+    assert kept == [(True,)]  # retained, not deleted
+    # By hand, behind pg_mq_set_queue_config: the catalog's trigger regenerates them too.
+    admin.execute("UPDATE pg_mq_config_catalog SET settings = '{}' WHERE channel = 'q'")
+    admin.execute("SELECT pg_mq_send_message('q', 'p7'::text, priority => 9)")
+    calls, rows = python_calls(consumer, "SELECT payload FROM pg_mq_pop('q', 1)")
+    assert (calls, rows) == (0, [("p7",)])
+    assert admin.execute("SELECT count(*) FROM pg_mq_queue_q WHERE payload = 'p7'").fetchone()[0] == 0
+
+
+def test_a_queue_with_max_deliveries_claims_through_python_and_dead_letters(db):
+    """Its claims first move what used up max_deliveries to the dead-letter queue, which
+    only the Python path does: it never gets a generated statement."""
+    fill(db)
+    db.execute("SELECT pg_mq_set_queue_config('q', 'max_deliveries', '1')")
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 1, '0.001 s')")
+    assert (calls, rows) == (1, [("p5",)])
+    db.execute("SELECT pg_sleep(0.01)")
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_get_msg_text('q', 1)")
+    assert (calls, rows) == (1, [("p2",)])
+    assert db.execute("SELECT payload FROM pg_mq_queue_q_dlq").fetchall() == [("p5",)]
+    # Reset: the generated statement again.
+    db.execute("SELECT pg_mq_set_queue_config('q', 'max_deliveries', NULL)")
+    assert python_calls(db, "SELECT payload FROM pg_mq_get_msg_text('q', 1)") == (0, [("p4",)])
+
+
+def test_hostile_channel_names_get_their_own_statements(db):
+    """More queues than the dispatchers compare one by one, names with quotes, spaces,
+    ';', unicode and the longest allowed (51 bytes): each claim reaches its own queue only."""
+    channels = [f"c{i:02}" for i in range(9)] + ["it's; x", "Ünï cödé", "Z" * 51]
+    for channel in channels:
+        db.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+        db.execute(
+            "SELECT pg_mq_send_batch(%s, ARRAY[%s, %s, %s])", (channel, channel + "1", channel + "2", channel + "3")
+        )
+    for channel in channels:
+        assert python_calls(db, "SELECT payload FROM pg_mq_get_msg_text(%s, 1)", (channel,)) == (0, [(channel + "1",)])
+        assert python_calls(db, "SELECT payload FROM pg_mq_pop(%s, 1)", (channel,)) == (0, [(channel + "2",)])
+        assert python_calls(db, "SELECT payload FROM pg_mq_read(%s, 1)", (channel,)) == (0, [(channel + "3",)])
+    db.execute("SELECT pg_mq_drop_queue('c04', force => true)")
+    fails(db, "SELECT * FROM pg_mq_pop('c04', 1)", sqlstate="42704", match='queue "c04" does not exist')
+
+
+def test_an_installed_dispatcher_takes_the_python_path_until_rebuilt(db):
+    """After an upgrade or a restore the dispatchers are the shipped ones: claims work
+    through Python; pg_mq_rebuild_triggers() brings the generated statements back."""
+    fill(db)
+    install_as_shipped(db)
+    assert python_calls(db, "SELECT payload FROM pg_mq_get_msg_text('q', 1)") == (1, [("p5",)])
+    assert db.execute("SELECT pg_mq_rebuild_triggers()").fetchone()[0] == 1
+    assert python_calls(db, "SELECT payload FROM pg_mq_get_msg_text('q', 1)") == (0, [("p2",)])
+
+
+def test_concurrent_settings_changes_take_turns(connect):
+    """Each regenerates the dispatchers; the second waits for the first's catalog lock
+    instead of deadlocking on the other's catalog row."""
+    first, second = connect(autocommit=False), connect()
+    for channel in ("a", "b"):
+        second.execute("SELECT pg_mq_create_queue(%s, 'text')", (channel,))
+    first.execute("SELECT pg_mq_set_queue_config('a', 'priority_ordering', 'off')")
+    done: list[object] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            second.execute("SELECT pg_mq_set_queue_config('b', 'retention', '1 hour')").fetchone()
+        )
+    )
+    worker.start()
+    worker.join(1.0)
+    assert worker.is_alive()  # waiting for the first transaction's catalog lock
+    first.commit()
+    worker.join(30)
+    assert len(done) == 1
+    second.execute("SELECT pg_mq_send_batch('b', ARRAY['x', 'y'])")
+    assert python_calls(second, "SELECT payload FROM pg_mq_pop('b', 1)") == (0, [("x",)])
+    assert second.execute("SELECT count(*) FROM pg_mq_queue_b").fetchone()[0] == 2  # retained
