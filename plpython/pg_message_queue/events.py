@@ -740,7 +740,7 @@ def _update_sql(
 
     npk = obj("n", keys) if keys else "NULL::pg_catalog.json"
     opk = obj("o", keys) if keys else "NULL::pg_catalog.json"
-    old = _old_text(shown, pos) if not LEGACY_STATEMENTS else _old_jsonb(shown, pos)
+    old = _old_text(shown, pos, types if keyed else None) if not LEGACY_STATEMENTS else _old_jsonb(shown, pos)
     upd_extra = [("changed", changed_json)]
     if row:
         upd_extra += [("row", "e.r::pg_catalog.text"), ("old", "e.old::pg_catalog.text")]
@@ -777,20 +777,25 @@ def _old_jsonb(shown: list[str], pos: dict[str, int]) -> str:
     return f"({old})" if old else "'{}'::pg_catalog.jsonb"
 
 
-def _old_text(shown: list[str], pos: dict[str, int]) -> str:
+def _old_text(shown: list[str], pos: dict[str, int], keyed: dict[str, int] | None = None) -> str:
     """The UPDATE event's "old": the text of the jsonb object of the changed columns' old
     values, without building that jsonb. jsonb prints its keys shortest first, equal
-    lengths in byte order, as '{"k": v, ...}', each value as to_jsonb prints it alone."""
-    order = sorted(shown, key=lambda n: (len(n.encode()), n.encode()))
+    lengths in byte order, as '{"k": v, ...}', each value as to_jsonb prints it alone.
+    ``keyed`` (the columns' types; the event becomes jsonb): each value as to_json prints
+    it (an integer's text as it is), which parses into the same jsonb without making one."""
+
+    def value(n: str) -> str:
+        if keyed is None:
+            return f"pg_catalog.to_jsonb(p.o{pos[n]})::pg_catalog.text"
+        if keyed.get(n) in _INTEGERS:
+            return f"p.o{pos[n]}::pg_catalog.text"
+        return f"pg_catalog.to_json(p.o{pos[n]})::pg_catalog.text"
+
     return _joined(
         "{",
         [
-            (
-                f"p.f{pos[n]}",
-                f"{_db.literal(json.dumps(n, ensure_ascii=False) + ': ')}"
-                f" || COALESCE(pg_catalog.to_jsonb(p.o{pos[n]})::pg_catalog.text, 'null')",
-            )
-            for n in order
+            (f"p.f{pos[n]}", f"{_db.literal(json.dumps(n, ensure_ascii=False) + ': ')} || COALESCE({value(n)}, 'null')")
+            for n in sorted(shown, key=_jsonb_order)
         ],
         ", ",
         "}",
