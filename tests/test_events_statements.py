@@ -96,12 +96,16 @@ def _run(conn: psycopg.Connection, table: str, key: str) -> list[str]:
         ("", ", key_columns => ARRAY['Id', 'k2']"),
         ("", ""),
         ("PRIMARY KEY", ", ignore_columns => ARRAY['bb'], columns => ARRAY['Id', 'a', 'é', 'zz', 'x\"y']"),
+        ("text key", ""),  # k2 text PRIMARY KEY: paired by a collatable key (compared as "C")
     ],
-    ids=["primary-key", "key-columns", "no-key", "include-ignore"],
+    ids=["primary-key", "key-columns", "no-key", "include-ignore", "text-key"],
 )
 def test_cheaper_statements_send_the_same_events(db, connect, key, options, queue_type):
     db.execute(f"SELECT pg_mq_create_queue('evq', '{queue_type}')")
-    columns = COLUMNS.replace('"Id" int', f'"Id" int {key}')
+    if key == "text key":
+        columns = COLUMNS.replace("k2 text", "k2 text PRIMARY KEY")
+    else:
+        columns = COLUMNS.replace('"Id" int', f'"Id" int {key}')
     db.execute(f"CREATE TABLE w ({columns})")
     db.execute(f"SELECT pg_mq_watch_queue('w', 'evq', operations => '{{INSERT,UPDATE,DELETE}}'{options})")
     before = connect()
@@ -264,3 +268,33 @@ def test_a_jsonb_queue_gets_its_events_with_the_keys_in_jsonb_order(db, queue_ty
     assert [e["op"] for e in events] == ["INSERT", "UPDATE"]
     assert events[0]["row"] == {"id": 1, "zeta": "z", "b": 2, "aa": "a"}
     assert events[1]["old"] == {"b": 2, "zeta": "z"} and events[1]["changed"] == ["zeta", "b"]
+
+
+def test_a_text_key_pairs_old_and_new_rows_compared_as_c(db, connect):
+    """An UPDATE pairs old and new rows by primary key in a merge join, whose sorts cost half
+    its time with strcoll; a deterministic collation's = is byte equality, so the pairs are
+    the same sorted as "C". A key of a nondeterministic collation keeps its own."""
+    db.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    db.execute('CREATE TABLE tk (k text PRIMARY KEY, v int, "Ü" text COLLATE ci UNIQUE NOT NULL)')
+    db.execute("CREATE TABLE tc (k text COLLATE ci PRIMARY KEY, v int)")
+    db.execute("SELECT pg_mq_create_queue('evq', 'jsonb')")
+    db.execute("SELECT pg_mq_watch_queue('tk', 'evq')")
+    db.execute("SELECT pg_mq_watch_queue('tc', 'evq')")
+    db.execute("INSERT INTO tk VALUES ('b', 1, 'x'), ('a', 2, 'y'), ('é', 3, 'z'), ('B', 4, 'w')")
+    db.execute("INSERT INTO tc VALUES ('b', 1), ('A', 2)")
+    stmt = _trigger_statement(db, "UPDATE tk SET v = v + 10, k = CASE k WHEN 'B' THEN 'C' ELSE k END")
+    assert 'o.c0 COLLATE pg_catalog."C" = n.c0 COLLATE pg_catalog."C"' in stmt
+    stmt = _trigger_statement(db, "UPDATE tc SET v = v + 10, k = CASE k WHEN 'A' THEN 'a' ELSE k END")
+    assert "COLLATE" not in stmt and "o.c0 = n.c0" in stmt
+    got = [json.loads(r[0]) for r in db.execute("SELECT payload::text FROM pg_mq_queue_evq ORDER BY msg_id")]
+    updates = [(e["table"], e["op"], e["pk"], e.get("old"), e.get("key_changed")) for e in got[6:]]
+    assert updates == [
+        ("tk", "DELETE", {"k": "B"}, None, True),
+        ("tk", "UPDATE", {"k": "b"}, {"v": 1}, None),
+        ("tk", "UPDATE", {"k": "a"}, {"v": 2}, None),
+        ("tk", "UPDATE", {"k": "é"}, {"v": 3}, None),
+        ("tk", "INSERT", {"k": "C"}, None, True),
+        # 'A' to 'a' is no change of key in a case-insensitive collation: an UPDATE
+        ("tc", "UPDATE", {"k": "b"}, {"v": 1}, None),
+        ("tc", "UPDATE", {"k": "a"}, {"k": "A", "v": 2}, None),
+    ]
