@@ -1,6 +1,7 @@
 """Change events: the statements a watch's trigger runs. The cheaper ones (no second sort
-by seq, an UPDATE's "old" made as text) must send byte for byte the events the earlier
-ones sent (events.LEGACY_STATEMENTS, kept for tools/bench_events.py), in the same order."""
+by seq, an UPDATE's "old" made as text, for a jsonb queue the members in jsonb's order)
+must send byte for byte the events the earlier ones sent (events.LEGACY_STATEMENTS, kept
+for tools/bench_events.py), in the same order."""
 
 from __future__ import annotations
 
@@ -55,10 +56,10 @@ line" = '2020-02-29 00:00:00+00', "ünï" = '{{9}}', zz = '{{x}}',
     """DELETE FROM {t} WHERE "Id" IN (1, 13)""",
 ]
 
-_VOLATILE = [
-    (re.compile(r'"event_id" : "\d+:'), '"event_id" : "X:'),
-    (re.compile(r'"txid" : "\d+"'), '"txid" : "X"'),
-    (re.compile(r'"ts" : "[^"]+"'), '"ts" : "X"'),
+_VOLATILE = [  # json_build_object's spacing ("k" : v) or jsonb's ("k": v)
+    (re.compile(r'"event_id"( ?): "\d+:'), r'"event_id"\1: "X:'),
+    (re.compile(r'"txid"( ?): "\d+"'), r'"txid"\1: "X"'),
+    (re.compile(r'"ts"( ?): "[^"]+"'), r'"ts"\1: "X"'),
 ]
 
 
@@ -82,11 +83,12 @@ def _run(conn: psycopg.Connection, table: str, key: str) -> list[str]:
     for sql in STATEMENTS:
         with conn.transaction():
             conn.execute(sql.format(t=table))
-    rows = conn.execute("DELETE FROM pg_mq_queue_evq RETURNING msg_id, payload").fetchall()
+    rows = conn.execute("DELETE FROM pg_mq_queue_evq RETURNING msg_id, payload::text").fetchall()
     conn.execute(f"TRUNCATE {table}")
     return [_stable(p) for _i, p in sorted(rows)]
 
 
+@pytest.mark.parametrize("queue_type", ["text", "jsonb"])
 @pytest.mark.parametrize(
     ("key", "options"),
     [
@@ -94,12 +96,16 @@ def _run(conn: psycopg.Connection, table: str, key: str) -> list[str]:
         ("", ", key_columns => ARRAY['Id', 'k2']"),
         ("", ""),
         ("PRIMARY KEY", ", ignore_columns => ARRAY['bb'], columns => ARRAY['Id', 'a', 'é', 'zz', 'x\"y']"),
+        ("text key", ""),  # k2 text PRIMARY KEY: paired by a collatable key (compared as "C")
     ],
-    ids=["primary-key", "key-columns", "no-key", "include-ignore"],
+    ids=["primary-key", "key-columns", "no-key", "include-ignore", "text-key"],
 )
-def test_cheaper_statements_send_the_same_events(db, connect, key, options):
-    db.execute("SELECT pg_mq_create_queue('evq', 'text')")
-    columns = COLUMNS.replace('"Id" int', f'"Id" int {key}')
+def test_cheaper_statements_send_the_same_events(db, connect, key, options, queue_type):
+    db.execute(f"SELECT pg_mq_create_queue('evq', '{queue_type}')")
+    if key == "text key":
+        columns = COLUMNS.replace("k2 text", "k2 text PRIMARY KEY")
+    else:
+        columns = COLUMNS.replace('"Id" int', f'"Id" int {key}')
     db.execute(f"CREATE TABLE w ({columns})")
     db.execute(f"SELECT pg_mq_watch_queue('w', 'evq', operations => '{{INSERT,UPDATE,DELETE}}'{options})")
     before = connect()
@@ -109,6 +115,8 @@ def test_cheaper_statements_send_the_same_events(db, connect, key, options):
     new = _run(after, "w", key)
     assert len(old) >= 10
     assert new == old
+    if queue_type == "jsonb":  # printed by jsonb: its spacing, its order of keys
+        assert '"event_id": "X:' in new[0] and new[0].startswith('{"op": ')
     events = [json.loads(e) for e in new]
     updates = [e for e in events if e["op"] == "UPDATE"]
     assert updates and all("old" in e and "changed" in e for e in updates)
@@ -151,11 +159,12 @@ def test_events_keep_seq_order_in_every_target(db, connect):
     assert set(ops[30000 + 2 * moved :]) == {"UPDATE"}
 
 
-def test_a_wide_table_sends_the_same_events(db, connect):
+@pytest.mark.parametrize("queue_type", ["text", "jsonb"])
+def test_a_wide_table_sends_the_same_events(db, connect, queue_type):
     """More columns than a function takes arguments (100): "old" is joined in chunks."""
     cols = ", ".join(f'"c {i}" int DEFAULT {i}' for i in range(150))
     db.execute(f"CREATE TABLE w (id int PRIMARY KEY, {cols})")
-    db.execute("SELECT pg_mq_create_queue('evq', 'text')")
+    db.execute(f"SELECT pg_mq_create_queue('evq', '{queue_type}')")
     db.execute("SELECT pg_mq_watch_queue('w', 'evq', operations => '{INSERT,UPDATE}')")
     before = connect()
     _legacy(before)
@@ -169,11 +178,11 @@ def test_a_wide_table_sends_the_same_events(db, connect):
         ):
             with conn.transaction():
                 conn.execute(sql)
-        rows = conn.execute("DELETE FROM pg_mq_queue_evq RETURNING msg_id, payload").fetchall()
+        rows = conn.execute("DELETE FROM pg_mq_queue_evq RETURNING msg_id, payload::text").fetchall()
         conn.execute("DELETE FROM w")
         got.append([_stable(p) for _i, p in sorted(rows)])
     assert got[1] == got[0]
-    upd = [json.loads(e) for e in got[1] if '"op" : "UPDATE"' in e]
+    upd = [json.loads(e) for e in got[1] if json.loads(e)["op"] == "UPDATE"]
     assert upd[0]["old"] == {"c 3": 3, "c 77": 77, "c 149": 149}
     assert [u["old"] for u in upd[1:]] == [{"c 120": 120}] * 2
 
@@ -204,3 +213,88 @@ def test_a_changed_table_gets_new_statements_in_the_same_session(db):
     assert got[2]["row"] == {"id": 2, "note": {"k": [1]}, "n": 2.5, "extra": "e"}
     assert got[3]["changed"] == ["note", "n"] and got[3]["old"] == {"n": 2.5, "note": {"k": [1]}}
     assert got[3]["row"] == {"id": 2, "note": [], "n": 3.5, "extra": "e"}
+
+
+def _trigger_statement(conn: psycopg.Connection, sql: str) -> str:
+    """The text of the statement the watch's trigger runs for ``sql`` (through auto_explain)."""
+    texts: list[str] = []
+    conn.add_notice_handler(lambda d: texts.append(d.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
+        conn.execute(f"SET auto_explain.{setting}")
+    conn.execute(sql)
+    conn.execute("SET auto_explain.log_min_duration = -1")
+    found = [t for t in texts if "INSERT INTO public.pg_mq_queue_" in t]
+    assert len(found) == 1, texts
+    return found[0]
+
+
+def _member_order(statement: str, names: list[str]) -> list[str]:
+    """The names in the order the statement writes them as members ("name" : ...)."""
+    missing = [n for n in names if f'"{n}" : ' not in statement]
+    assert not missing, (missing, statement)
+    return sorted(names, key=lambda n: statement.index(f'"{n}" : '))
+
+
+@pytest.mark.parametrize("queue_type", ["text", "json", "jsonb"])
+def test_a_jsonb_queue_gets_its_events_with_the_keys_in_jsonb_order(db, queue_type):
+    """jsonb sorts the keys of every object it parses (shortest first, then in byte order),
+    and its sort swaps the pairs byte by byte: a third of parsing an event. Into a jsonb
+    queue the trigger writes the members already in that order (the parser then only checks
+    it), and an UPDATE's "old" of to_json's text (no jsonb made to be printed and parsed
+    again); json and text queues keep the order json_build_object gives."""
+    db.execute("CREATE TABLE o (id int PRIMARY KEY, zeta text, b int, aa text)")
+    db.execute(f"SELECT pg_mq_create_queue('evq', '{queue_type}')")
+    db.execute("SELECT pg_mq_watch_queue('o', 'evq')")
+    stmt = _trigger_statement(db, "INSERT INTO o VALUES (1, 'z', 2, 'a')")
+    head = ["event_id", "op", "schema", "table", "txid", "seq", "ts", "pk", "row"]
+    row = ["id", "zeta", "b", "aa"]
+    if queue_type == "jsonb":
+        assert _member_order(stmt, head) == ["op", "pk", "ts", "row", "seq", "txid", "table", "schema", "event_id"]
+        assert _member_order(stmt[stmt.index(" AS pk, ") :], row) == ["b", "aa", "id", "zeta"]
+    else:
+        assert _member_order(stmt, head) == head
+        assert _member_order(stmt[stmt.index(" AS pk, ") :], row) == row
+    stmt = _trigger_statement(db, "UPDATE o SET b = 3, zeta = 'y'")
+    if queue_type == "jsonb":  # the UPDATE event (the CASE's last branch), then a moved key's DELETE
+        expected = ["op", "pk", "ts", "old", "row", "seq", "txid", "table", "schema", "changed", "event_id"]
+        update = stmt[stmt.index(""" ELSE ('{"op" : """) : stmt.index(" END AS event")]
+        assert _member_order(update, [*head, "changed", "old"]) == expected
+        assert stmt.index('"key_changed" : ') > stmt.index('"event_id" : ')
+    # "old" made of to_json's text, which parses into the same jsonb as to_jsonb's, unmade
+    assert ("to_jsonb(" in stmt) == (queue_type != "jsonb")
+    got = db.execute("SELECT payload::text FROM pg_mq_queue_evq ORDER BY msg_id").fetchall()
+    events = [json.loads(r[0]) for r in got]
+    assert [e["op"] for e in events] == ["INSERT", "UPDATE"]
+    assert events[0]["row"] == {"id": 1, "zeta": "z", "b": 2, "aa": "a"}
+    assert events[1]["old"] == {"b": 2, "zeta": "z"} and events[1]["changed"] == ["zeta", "b"]
+
+
+def test_a_text_key_pairs_old_and_new_rows_compared_as_c(db, connect):
+    """An UPDATE pairs old and new rows by primary key in a merge join, whose sorts cost half
+    its time with strcoll; a deterministic collation's = is byte equality, so the pairs are
+    the same sorted as "C". A key of a nondeterministic collation keeps its own."""
+    db.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    db.execute('CREATE TABLE tk (k text PRIMARY KEY, v int, "Ü" text COLLATE ci UNIQUE NOT NULL)')
+    db.execute("CREATE TABLE tc (k text COLLATE ci PRIMARY KEY, v int)")
+    db.execute("SELECT pg_mq_create_queue('evq', 'jsonb')")
+    db.execute("SELECT pg_mq_watch_queue('tk', 'evq')")
+    db.execute("SELECT pg_mq_watch_queue('tc', 'evq')")
+    db.execute("INSERT INTO tk VALUES ('b', 1, 'x'), ('a', 2, 'y'), ('é', 3, 'z'), ('B', 4, 'w')")
+    db.execute("INSERT INTO tc VALUES ('b', 1), ('A', 2)")
+    stmt = _trigger_statement(db, "UPDATE tk SET v = v + 10, k = CASE k WHEN 'B' THEN 'C' ELSE k END")
+    assert 'o.c0 COLLATE pg_catalog."C" = n.c0 COLLATE pg_catalog."C"' in stmt
+    stmt = _trigger_statement(db, "UPDATE tc SET v = v + 10, k = CASE k WHEN 'A' THEN 'a' ELSE k END")
+    assert "COLLATE" not in stmt and "o.c0 = n.c0" in stmt
+    got = [json.loads(r[0]) for r in db.execute("SELECT payload::text FROM pg_mq_queue_evq ORDER BY msg_id")]
+    updates = [(e["table"], e["op"], e["pk"], e.get("old"), e.get("key_changed")) for e in got[6:]]
+    assert updates == [
+        ("tk", "DELETE", {"k": "B"}, None, True),
+        ("tk", "UPDATE", {"k": "b"}, {"v": 1}, None),
+        ("tk", "UPDATE", {"k": "a"}, {"v": 2}, None),
+        ("tk", "UPDATE", {"k": "é"}, {"v": 3}, None),
+        ("tk", "INSERT", {"k": "C"}, None, True),
+        # 'A' to 'a' is no change of key in a case-insensitive collation: an UPDATE
+        ("tc", "UPDATE", {"k": "b"}, {"v": 1}, None),
+        ("tc", "UPDATE", {"k": "a"}, {"k": "A", "v": 2}, None),
+    ]
