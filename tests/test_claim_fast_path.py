@@ -193,3 +193,45 @@ def test_concurrent_settings_changes_take_turns(connect):
     second.execute("SELECT pg_mq_send_batch('b', ARRAY['x', 'y'])")
     assert python_calls(second, "SELECT payload FROM pg_mq_pop('b', 1)") == (0, [("x",)])
     assert second.execute("SELECT count(*) FROM pg_mq_queue_b").fetchone()[0] == 2  # retained
+
+
+def ack_calls(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[int, list]:
+    if conn.execute("SHOW track_functions").fetchone()[0] != "all":
+        conn.execute("SET track_functions = 'all'")
+    # Every PL/Python function called (pg_mq_ack itself was one before 2026-11-27).
+    count = (
+        "SELECT COALESCE(sum(s.calls), 0) FROM pg_stat_xact_user_functions s JOIN pg_proc p ON p.oid = s.funcid"
+        " JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'plpython3u'"
+    )
+    with conn.transaction():
+        before = conn.execute(count).fetchone()[0]
+        rows = conn.execute(sql, params).fetchall()
+        calls = conn.execute(count).fetchone()[0] - before
+    return int(calls), rows
+
+
+def test_ack_runs_the_queues_statement_and_refuses_as_the_python_half(db):
+    """pg_mq_ack of a one-dimensional array without NULLs never enters PL/Python and
+    returns the acknowledged ids in order; a retaining queue keeps them as delivered;
+    anything else goes to the Python half, with its result or its error."""
+    fill(db)
+    leased = [r[0] for r in db.execute("SELECT msg_id FROM pg_mq_read('q', 3, '1 hour')")]
+    unknown = max(leased) + 1000
+    calls, rows = ack_calls(db, "SELECT * FROM pg_mq_ack('q', %s)", ([leased[2], unknown, leased[0]],))
+    assert (calls, rows) == (0, [(i,) for i in sorted([leased[0], leased[2]])])  # in id order
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE msg_id = ANY(%s)", (leased,)).fetchone()[0] == 1
+    assert ack_calls(db, "SELECT * FROM pg_mq_ack('q', %s)", ([leased[0]],)) == (0, [])  # acked already
+    db.execute("SELECT pg_mq_set_queue_config('q', 'retention', '1 hour')")
+    calls, rows = ack_calls(db, "SELECT * FROM pg_mq_ack('q', %s)", ([leased[1]],))
+    assert (calls, rows) == (0, [(leased[1],)])
+    kept = db.execute("SELECT delivered_at IS NOT NULL FROM pg_mq_queue_q WHERE msg_id = %s", (leased[1],))
+    assert kept.fetchall() == [(True,)]
+    # The Python half: an empty or two-dimensional array, and every refusal.
+    assert ack_calls(db, "SELECT * FROM pg_mq_ack('q', '{}')") == (1, [])
+    two_d = [r[0] for r in db.execute("SELECT msg_id FROM pg_mq_read('q', 2, '1 hour')")]
+    calls, rows = ack_calls(db, "SELECT * FROM pg_mq_ack('q', %s::bigint[])", (f"{{{{{two_d[0]}}},{{{two_d[1]}}}}}",))
+    assert (calls, sorted(rows)) == (1, [(two_d[0],), (two_d[1],)])
+    fails(db, "SELECT * FROM pg_mq_ack('q', NULL)", sqlstate="22004", match="msg_ids must not be NULL")
+    fails(db, "SELECT * FROM pg_mq_ack('q', ARRAY[1, NULL])", sqlstate="22004", match="must not contain NULL")
+    fails(db, "SELECT * FROM pg_mq_ack('nope', ARRAY[1])", sqlstate="42704", match='queue "nope" does not exist')
+    fails(db, "SELECT * FROM pg_mq_ack(NULL, ARRAY[1])", sqlstate="22004", match="channel must not be NULL")

@@ -56,6 +56,8 @@ QUEUE_PUBLIC = {
     "_pg_mq_get_dispatch(integer,timestamp with time zone,text)",  # the claims' generated statements
     "_pg_mq_pop_dispatch(integer,timestamp with time zone,text)",
     "_pg_mq_read_dispatch(integer,interval,timestamp with time zone,text,interval)",
+    "_pg_mq_ack_dispatch(bigint[],text)",  # and pg_mq_ack's, with its Python half:
+    "_pg_mq_ack(text,bigint[])",
     "_pg_mq_send_batch_sql(text,oid,integer,integer,interval,integer,jsonb)",
     "_pg_mq_get_sql(text,integer,boolean)",
     "_pg_mq_read_sql(text,integer,interval,interval,boolean)",

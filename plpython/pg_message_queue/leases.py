@@ -116,14 +116,19 @@ def ack(channel: str | None, msg_ids: list[int] | None) -> list[int]:
     """Acknowledge: delete (or archive, when the queue retains); returns the ids acked."""
     queue = queues.get(channel)
     ids = _ids(msg_ids)
+    return [r["msg_id"] for r in _db.run(ack_statement(queue), ("int8[]",), (ids,))]
+
+
+def ack_statement(queue: Queue) -> str:
+    """ack's statement ($1 = the ids) for ``queue``, its ids in order (see get_statement)."""
     if _retains(queue):
-        sql = (
+        change = (
             f"UPDATE {queue.table} SET delivered_at = pg_catalog.clock_timestamp()"
             " WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id"
         )
     else:
-        sql = f"DELETE FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id"
-    return sorted(r["msg_id"] for r in _db.run(sql, ("int8[]",), (ids,)))
+        change = f"DELETE FROM {queue.table} WHERE msg_id = ANY($1) AND delivered_at IS NULL RETURNING msg_id"
+    return f"WITH acked AS ({change}) SELECT acked.msg_id FROM acked ORDER BY acked.msg_id"
 
 
 def _retains(queue: Queue) -> bool:

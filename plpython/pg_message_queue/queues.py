@@ -324,54 +324,70 @@ def build_dispatch() -> None:
 
 
 def _build_claim_dispatch(channels: list[str]) -> None:
-    """Regenerate the claim dispatchers that pg_mq_get_msg_text, pg_mq_pop and pg_mq_read
-    call: for a call whose cheap checks pass, a tree over the channels (as for sends)
-    down to the queue's claiming statement itself, written in, which PL/pgSQL prepares
-    once per backend (the wrappers plan it for each call, forcing custom plans, so
-    the plans are the ones EXECUTE made); for anything else, and for a queue with
-    max_deliveries (whose claims first dead-letter what is due), the Python path:
-    the statement the Python half checks and builds, EXECUTEd. The statements depend
-    on the queues' settings, so every settings change regenerates them (see
-    catalog_changed). Called by build_dispatch, under its lock.
+    """Regenerate the dispatchers that pg_mq_get_msg_text, pg_mq_pop, pg_mq_read and
+    pg_mq_ack call: for a call whose cheap checks pass, a tree over the channels (as
+    for sends) down to the queue's statement itself, written in, which PL/pgSQL
+    prepares once per backend (the wrappers plan it for each call, forcing custom
+    plans, so the plans are the ones EXECUTE made); for anything else, and for a
+    claim from a queue with max_deliveries (which first dead-letters what is due),
+    the Python path: the statement the Python half checks and builds, EXECUTEd (for
+    ack, the Python half itself). The statements depend on the queues' settings, so
+    every settings change regenerates them (see catalog_changed). Called by
+    build_dispatch, under its lock.
     """
     from . import leases, messages  # they import this module
 
-    queues = {c: find(c) for c in channels}
-    claimable = [c for c, q in queues.items() if q is not None and not q.settings.max_deliveries]
+    queues = {c: q for c in channels if (q := find(c)) is not None}
+    # A queue with max_deliveries claims through Python (it dead-letters first); an
+    # ack depends on no such setting, so every queue gets its ack statement.
+    claimable = [c for c, q in queues.items() if not q.settings.max_deliveries]
     schema = _db.schema()
-    for name, args, returns, key, checks, statement, fallback in (
+    positive = "$1 OPERATOR(pg_catalog.>) 0"
+    for name, args, returns, key, checks, statement, fallback, which in (
         (
             "_pg_mq_get_dispatch",
             _CLAIM_ARGS,
             f"SETOF {schema}.pg_mq_msg_text",
             "$3",
-            "$1 OPERATOR(pg_catalog.>) 0",
+            positive,
             lambda q: messages.get_statement(q, True),
-            f"{schema}._pg_mq_get_sql($3, $1, true) USING $1, $2",
+            f"EXECUTE {schema}._pg_mq_get_sql($3, $1, true) USING $1, $2",
+            claimable,
         ),
         (
             "_pg_mq_pop_dispatch",
             _CLAIM_ARGS,
             f"SETOF {schema}.pg_mq_leased",
             "$3",
-            "$1 OPERATOR(pg_catalog.>) 0",
+            positive,
             lambda q: leases.pop_statement(q, True),
-            f"{schema}._pg_mq_pop_sql($3, $1, true) USING $1, $2",
+            f"EXECUTE {schema}._pg_mq_pop_sql($3, $1, true) USING $1, $2",
+            claimable,
         ),
         (
             "_pg_mq_read_dispatch",
             _READ_ARGS,
             f"SETOF {schema}.pg_mq_leased",
             "$4",
-            "$1 OPERATOR(pg_catalog.>) 0"
-            " AND pg_catalog.date_part('epoch', $2) OPERATOR(pg_catalog.>) 0"
+            f"{positive} AND pg_catalog.date_part('epoch', $2) OPERATOR(pg_catalog.>) 0"
             " AND ($5 IS NULL OR pg_catalog.date_part('epoch', $5) OPERATOR(pg_catalog.>=) 0)",
             lambda q: leases.read_statement(q, True),
-            f"{schema}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3",
+            f"EXECUTE {schema}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3",
+            claimable,
+        ),
+        (
+            "_pg_mq_ack_dispatch",
+            "(pg_catalog.int8[], pg_catalog.text)",
+            "SETOF pg_catalog.int8",
+            "$2",
+            "pg_catalog.array_ndims($1) OPERATOR(pg_catalog.=) 1 AND pg_catalog.array_position($1, NULL) IS NULL",
+            leases.ack_statement,
+            f"SELECT * FROM {schema}._pg_mq_ack($2, $1)",  # a set-returning Python half
+            list(queues),
         ),
     ):
-        tree = _dispatch_tree(claimable, key, lambda c, stmt=statement: f"RETURN QUERY {stmt(queues[c])}; RETURN;")
-        body = f"BEGIN IF {checks} THEN {tree} END IF; RETURN QUERY EXECUTE {fallback}; END"
+        tree = _dispatch_tree(which, key, lambda c, stmt=statement: f"RETURN QUERY {stmt(queues[c])}; RETURN;")
+        body = f"BEGIN IF {checks} THEN {tree} END IF; RETURN QUERY {fallback}; END"
         # Pinned, unlike the send dispatchers: a claim's cost dwarfs the SET clause's.
         _db.ddl(
             f"CREATE OR REPLACE FUNCTION {schema}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"

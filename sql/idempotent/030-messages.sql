@@ -159,6 +159,8 @@ COMMENT ON FUNCTION _pg_mq_pop_dispatch(integer, timestamptz, text) IS
 'Internal, generated: pg_mq_pop''s claim ($1 messages, $2 now, $3 the channel): the queue''s statement, or the Python path.';
 COMMENT ON FUNCTION _pg_mq_read_dispatch(integer, interval, timestamptz, text, interval) IS
 'Internal, generated: pg_mq_read''s lease ($1 messages, $2 visibility timeout, $3 now, $4 the channel, $5 wait): the queue''s statement, or the Python path.';
+COMMENT ON FUNCTION _pg_mq_ack_dispatch(bigint[], text) IS
+'Internal, generated: pg_mq_ack ($1 the ids, $2 the channel): the queue''s statement, or the Python half.';
 COMMENT ON FUNCTION _pg_mq_send_batch_dispatch(text, anyarray, oid, interval, integer, jsonb) IS
 'Internal, generated: calls the batch send function of queue in_channel (NULL: not known here, or not taken); regenerated when queues are created or dropped.';
 

@@ -94,7 +94,8 @@ COMMENT ON FUNCTION _pg_mq_dead_letter(text, bigint[]) IS
 'Internal: move messages of queue in_channel (all, or msg_ids) that were read max_deliveries times and are not leased to its dead-letter queue; returns how many.';
 
 -- Acknowledge messages: delete them, or archive them when the queue retains.
-CREATE OR REPLACE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
+-- Python half of pg_mq_ack: checks the call and acknowledges.
+CREATE OR REPLACE FUNCTION _pg_mq_ack(in_channel text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -102,6 +103,22 @@ AS $python$
 #PROLOGUE#
 return pgmq.leases.ack(in_channel, msg_ids)
 $python$;
+COMMENT ON FUNCTION _pg_mq_ack(text, bigint[]) IS
+'Internal: the Python half of pg_mq_ack.';
+
+-- Acknowledge: a one-dimensional array without NULLs goes to the queue's
+-- statement in the generated _pg_mq_ack_dispatch (no PL/Python; see
+-- pg_mq_get_msg_text), anything else to the Python half.
+CREATE OR REPLACE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM @extschema@._pg_mq_ack_dispatch(msg_ids, in_channel);
+END
+$$;
 COMMENT ON FUNCTION pg_mq_ack(text, bigint[]) IS
 'Acknowledge msg_ids of queue in_channel: deleted, or kept as delivered while the queue''s retention lasts. Returns the ids acknowledged; unknown or already acknowledged ids are skipped.';
 

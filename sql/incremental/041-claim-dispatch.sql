@@ -1,4 +1,5 @@
--- pg_mq_get_msg_text, pg_mq_pop and pg_mq_read call these (the text forms). Python
+-- pg_mq_get_msg_text, pg_mq_pop, pg_mq_read (the text forms) and pg_mq_ack call
+-- these. Python
 -- regenerates their bodies whenever a queue is created, dropped or changed and in
 -- pg_mq_rebuild_triggers (queues.build_dispatch): each then holds the claiming
 -- statement of every queue, written in, so PL/pgSQL prepares it once per backend
@@ -32,5 +33,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3;
+END
+$$;
+
+CREATE FUNCTION _pg_mq_ack_dispatch(bigint[], text)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM @extschema@._pg_mq_ack($2, $1);
 END
 $$;
