@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from helpers import fails
 
-PYTHON_HALVES = ("_pg_mq_get_sql", "_pg_mq_pop_sql", "_pg_mq_read_sql")
 INSTALLED = {  # the dispatchers as sql/incremental/041-claim-dispatch.sql creates them
     "_pg_mq_get_dispatch": (
         "(integer, timestamptz, text) RETURNS SETOF pg_mq_msg_text",
@@ -27,16 +26,23 @@ INSTALLED = {  # the dispatchers as sql/incremental/041-claim-dispatch.sql creat
 }
 
 
-def python_calls(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[int, list]:
-    """Run ``sql`` in a transaction of its own; return how often it entered one of the
-    claims' PL/Python halves, and its rows."""
+HALVES = "funcname IN ('_pg_mq_get_sql', '_pg_mq_pop_sql', '_pg_mq_read_sql')"
+# Every PL/Python function (pg_mq_ack itself was one before 2026-11-27).
+ANY_PYTHON = (
+    "funcid IN (SELECT p.oid FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'plpython3u')"
+)
+
+
+def python_calls(conn: psycopg.Connection, sql: str, params: object = None, which: str = HALVES) -> tuple[int, list]:
+    """Run ``sql`` in a transaction of its own; return how often it entered ``which``
+    (by default the claims' PL/Python halves), and its rows."""
     if conn.execute("SHOW track_functions").fetchone()[0] != "all":
         conn.execute("SET track_functions = 'all'")
-    count = "SELECT COALESCE(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = ANY(%s)"
+    count = f"SELECT COALESCE(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE {which}"
     with conn.transaction():
-        before = conn.execute(count, (list(PYTHON_HALVES),)).fetchone()[0]
+        before = conn.execute(count).fetchone()[0]
         rows = conn.execute(sql, params).fetchall()
-        calls = conn.execute(count, (list(PYTHON_HALVES),)).fetchone()[0] - before
+        calls = conn.execute(count).fetchone()[0] - before
     return int(calls), rows
 
 
@@ -196,18 +202,7 @@ def test_concurrent_settings_changes_take_turns(connect):
 
 
 def ack_calls(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[int, list]:
-    if conn.execute("SHOW track_functions").fetchone()[0] != "all":
-        conn.execute("SET track_functions = 'all'")
-    # Every PL/Python function called (pg_mq_ack itself was one before 2026-11-27).
-    count = (
-        "SELECT COALESCE(sum(s.calls), 0) FROM pg_stat_xact_user_functions s JOIN pg_proc p ON p.oid = s.funcid"
-        " JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'plpython3u'"
-    )
-    with conn.transaction():
-        before = conn.execute(count).fetchone()[0]
-        rows = conn.execute(sql, params).fetchall()
-        calls = conn.execute(count).fetchone()[0] - before
-    return int(calls), rows
+    return python_calls(conn, sql, params, ANY_PYTHON)
 
 
 def test_ack_runs_the_queues_statement_and_refuses_as_the_python_half(db):
