@@ -346,3 +346,23 @@ def test_a_batch_follows_settings_changes_and_never_uses_a_stale_row(connect):
     assert (calls, row[0]) == (1, 2)
     calls, row = batch_python_calls(sender, "SELECT count(*) FROM pg_mq_send_batch('q', '{}'::text[])")
     assert (calls, row[0]) == (1, 0)
+
+
+def test_a_rolled_back_settings_change_leaves_the_functions_as_they_were(connect):
+    """The rebuild is part of the changing transaction: a rollback takes it back too."""
+    sender, admin = connect(), connect(autocommit=False)
+    admin.execute("SELECT pg_mq_create_queue('q', 'text')")
+    admin.commit()
+    body = "SELECT prosrc FROM pg_proc WHERE oid = %s::regproc"
+    fn = generated(admin)
+    built = admin.execute(body, (fn,)).fetchone()[0]
+    claim = admin.execute("SELECT prosrc FROM pg_proc WHERE proname = '_pg_mq_get_dispatch'").fetchone()[0]
+    admin.execute("SELECT pg_mq_set_queue_config('q', 'priority_ordering', 'off')")
+    assert admin.execute(body, (fn,)).fetchone()[0] != built
+    admin.rollback()
+    assert admin.execute(body, (fn,)).fetchone()[0] == built
+    assert admin.execute("SELECT prosrc FROM pg_proc WHERE proname = '_pg_mq_get_dispatch'").fetchone()[0] == claim
+    admin.commit()
+    calls, row = python_calls(sender, "SELECT msg_id FROM pg_mq_send_message('q', 'a', priority => 5)")
+    assert calls == 0
+    assert admin.execute("SELECT priority FROM pg_mq_queue_q WHERE msg_id = %s", row).fetchone()[0] == 5
