@@ -230,3 +230,19 @@ def test_ack_runs_the_queues_statement_and_refuses_as_the_python_half(db):
     fails(db, "SELECT * FROM pg_mq_ack('q', ARRAY[1, NULL])", sqlstate="22004", match="must not contain NULL")
     fails(db, "SELECT * FROM pg_mq_ack('nope', ARRAY[1])", sqlstate="42704", match='queue "nope" does not exist')
     fails(db, "SELECT * FROM pg_mq_ack(NULL, ARRAY[1])", sqlstate="22004", match="channel must not be NULL")
+
+
+@pytest.mark.parametrize("header", ['it\'s $1 "x"; --', "$2", "found", "ünï"])
+def test_a_hostile_fifo_group_header_is_a_value_in_the_generated_statement(db, header):
+    """The header key is written into the generated claim as a literal: quotes, `$n`
+    and PL/pgSQL's own names stay data, and FIFO groups still hold one message each."""
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("SELECT pg_mq_set_queue_config('q', 'fifo_group_header', %s)", (header,))
+    for payload, group in (("a1", "a"), ("a2", "a"), ("b1", "b")):
+        db.execute(
+            "SELECT pg_mq_send_message('q', %s::text, headers => jsonb_build_object(%s::text, %s::text))",
+            (payload, header, group),
+        )
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 10, '1 hour')")
+    assert (calls, sorted(rows)) == (0, [("a1",), ("b1",)])
+    assert db.execute("SELECT count(*) FROM pg_mq_config_catalog").fetchone()[0] == 1
