@@ -54,30 +54,45 @@ def _catalog() -> str:
     return _db.schema() + ".pg_mq_config_catalog"
 
 
-def find(channel: str | None, lock: bool = False) -> Queue | None:
-    """The queue named ``channel``, or None. ``lock`` locks its catalog row."""
-    if channel is None:
-        _db.fail("22004", "channel must not be NULL")
-    sql = (
-        "SELECT table_name, payload_type::pg_catalog.oid AS type_oid,"
-        " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings,"
-        " xmin::text || ':' || ctid::text AS version"
-        f" FROM {_catalog()} WHERE channel = $1"
-    )
-    if lock:
-        sql += " FOR UPDATE"
-    rows = _db.run(sql, ("text",), (channel,))
-    if not rows:
-        return None
-    row = rows[0]
+_QUEUE_COLUMNS = (
+    "channel, table_name, payload_type::pg_catalog.oid AS type_oid,"
+    " pg_catalog.format_type(payload_type, NULL) AS type_sql, settings,"
+    " xmin::text || ':' || ctid::text AS version"
+)
+
+
+def _queue(row: dict[str, Any]) -> Queue:
     return Queue(
-        channel=channel,
+        channel=row["channel"],
         table=_db.schema() + "." + _db.ident(row["table_name"]),
         type_oid=int(row["type_oid"]),
         type_sql=row["type_sql"],
         stored=json.loads(row["settings"]),
         version=row["version"],
     )
+
+
+def find(channel: str | None, lock: bool = False) -> Queue | None:
+    """The queue named ``channel``, or None. ``lock`` locks its catalog row."""
+    if channel is None:
+        _db.fail("22004", "channel must not be NULL")
+    sql = f"SELECT {_QUEUE_COLUMNS} FROM {_catalog()} WHERE channel = $1"
+    if lock:
+        sql += " FOR UPDATE"
+    rows = _db.run(sql, ("text",), (channel,))
+    return _queue(rows[0]) if rows else None
+
+
+def with_send_functions() -> list[Queue]:
+    """Every queue that has generated send functions, in byte order of the channel:
+    the queues the dispatchers know (see build_dispatch)."""
+    return [
+        _queue(r)
+        for r in _db.run(
+            f"SELECT {_QUEUE_COLUMNS} FROM {_catalog()} WHERE send_call IS NOT NULL"
+            ' ORDER BY channel COLLATE pg_catalog."C"'
+        )
+    ]
 
 
 def get(channel: str | None, lock: bool = False) -> Queue:
@@ -303,12 +318,8 @@ def build_dispatch() -> None:
     time (two concurrent replacements of one function would fail).
     """
     _db.ddl(f"LOCK TABLE {_catalog()} IN SHARE ROW EXCLUSIVE MODE")
-    channels = [
-        r["channel"]
-        for r in _db.run(
-            f'SELECT channel FROM {_catalog()} WHERE send_call IS NOT NULL ORDER BY channel COLLATE pg_catalog."C"'
-        )
-    ]
+    known = with_send_functions()
+    channels = [q.channel for q in known]
     schema = _db.schema()
     for name, args, returns, function in (
         ("_pg_mq_send_dispatch", _DISPATCH_ARGS, "pg_catalog.int8", send_function),
@@ -320,10 +331,10 @@ def build_dispatch() -> None:
             f"CREATE OR REPLACE FUNCTION {schema}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"
             f" AS {_db.literal(body)}"
         )
-    _build_claim_dispatch(channels)
+    _build_claim_dispatch(known)
 
 
-def _build_claim_dispatch(channels: list[str]) -> None:
+def _build_claim_dispatch(known: list[Queue]) -> None:
     """Regenerate the dispatchers that pg_mq_get_msg_text, pg_mq_pop, pg_mq_read and
     pg_mq_ack call: for a call whose cheap checks pass, a tree over the channels (as
     for sends) down to the queue's statement itself, written in, which PL/pgSQL
@@ -337,7 +348,7 @@ def _build_claim_dispatch(channels: list[str]) -> None:
     """
     from . import leases, messages  # they import this module
 
-    queues = {c: q for c in channels if (q := find(c)) is not None}
+    queues = {q.channel: q for q in known}  # one catalog read for all of them
     # A queue with max_deliveries claims through Python (it dead-letters first); an
     # ack depends on no such setting, so every queue gets its ack statement.
     claimable = [c for c, q in queues.items() if not q.settings.max_deliveries]
