@@ -5,7 +5,10 @@ import pytest
 SNAPSHOT = (
     "SELECT (SELECT json_agg(c ORDER BY channel) FROM pg_mq_config_catalog c)::text,"
     " (SELECT json_agg(q ORDER BY msg_id) FROM pg_mq_queue_q q)::text,"
-    " (SELECT count(*) FROM pg_class WHERE relname LIKE 'pg_mq_queue_%' AND relkind = 'r')"
+    " (SELECT count(*) FROM pg_class WHERE relname LIKE 'pg_mq_queue_%' AND relkind = 'r'),"
+    # what Python generates: the queues' send functions and every dispatcher
+    " (SELECT json_agg(p.proname || ' ' || md5(p.prosrc) ORDER BY p.proname) FROM pg_proc p"
+    "  WHERE p.proname ~ '^_pg_mq_(send_(batch_)?[0-9a-f]{32}|[a-z_]+_dispatch)$')"
 )
 
 
@@ -39,6 +42,8 @@ def test_rollback_undoes_every_change(connect, sql):
     db.execute("SELECT pg_mq_read('q', 1, '1 hour')")  # one in flight
     db.execute("SELECT pg_mq_get_msg_text('q', 1)")  # one delivered (and kept until maintenance)
     before = db.execute(SNAPSHOT).fetchone()
+    generated = [name_and_hash.split()[0] for name_and_hash in before[3]]
+    assert len(generated) == 10  # 6 dispatchers, 2 send functions for each of the 2 queues
     tx = connect(autocommit=False)
     tx.execute(sql).fetchall()
     tx.rollback()
