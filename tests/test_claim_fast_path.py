@@ -246,3 +246,61 @@ def test_a_hostile_fifo_group_header_is_a_value_in_the_generated_statement(db, h
     calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 10, '1 hour')")
     assert (calls, sorted(rows)) == (0, [("a1",), ("b1",)])
     assert db.execute("SELECT count(*) FROM pg_mq_config_catalog").fetchone()[0] == 1
+
+
+def plans_of(db: psycopg.Connection, sql: str) -> tuple[list[str], list]:
+    """Run ``sql`` with auto_explain logging every nested statement's plan to this
+    client; return the plans of the claims' statements (those WITH picked) and the rows."""
+    logged: list[str] = []
+    db.add_notice_handler(lambda d: logged.append(d.message_primary or ""))
+    db.execute("LOAD 'auto_explain'")
+    for setting, value in (("log_min_duration", "0"), ("log_nested_statements", "on"), ("log_analyze", "off")):
+        db.execute(f"SET auto_explain.{setting} = {value}")
+    db.execute("SET client_min_messages = log")
+    try:
+        rows = db.execute(sql).fetchall()
+    finally:
+        db.execute("RESET client_min_messages")
+        db.execute("SET auto_explain.log_min_duration = -1")
+    return [p for p in logged if "WITH picked AS" in p], rows
+
+
+def test_a_claim_planned_on_an_empty_queue_still_walks_the_indexes_once_it_is_full(db):
+    """The generated claims are planned once per backend (a generic plan), and a plan
+    made while the queue was empty is kept while it fills: it must still read the ready
+    messages in delivery order from the indexes, never scan or sort the whole table
+    (as a plan chosen for an empty table would: a sequential scan and a sort)."""
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("VACUUM ANALYZE pg_mq_queue_q")  # statistics of an empty table
+    for claim in ("pg_mq_get_msg_text('q', 5)", "pg_mq_pop('q', 5)", "pg_mq_read('q', 5)"):
+        assert db.execute(f"SELECT * FROM {claim}").fetchall() == []  # planned now, on the empty table
+    db.execute("INSERT INTO pg_mq_queue_q (payload, priority) SELECT 'm' || g, g % 3 FROM generate_series(1, 30000) g")
+    expected = {  # priority first, then age
+        "pg_mq_get_msg_text('q', 5)": ["m2", "m5", "m8", "m11", "m14"],
+        "pg_mq_pop('q', 5)": ["m17", "m20", "m23", "m26", "m29"],
+        "pg_mq_read('q', 5)": ["m32", "m35", "m38", "m41", "m44"],
+    }
+    for claim, payloads in expected.items():
+        plans, rows = plans_of(db, f"SELECT payload FROM {claim}")
+        assert [r[0] for r in rows] == payloads
+        assert len(plans) == 1, plans
+        plan = plans[0]
+        assert "Index Scan using pg_mq_queue_q_priority_msg_id_idx" in plan, plan
+        assert "Index Scan using pg_mq_queue_q_visible_at_idx" in plan, plan
+        assert "msg_id = ANY" in plan, plan  # the change finds the picked rows by key
+        assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+        # The plan made on the empty table, not a new one: the claim's time is still a parameter.
+        assert "visible_at <= $" in plan, plan
+
+
+def test_claims_beyond_the_generic_maximum_take_the_python_path(db):
+    """The generated statements take claims of up to 1,000 messages (their candidates'
+    bound is a constant); larger ones run through Python, with the same results."""
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("INSERT INTO pg_mq_queue_q (payload) SELECT 'm' || g FROM generate_series(1, 2600) g")
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_get_msg_text('q', 1000)")
+    assert calls == 0 and [r[0] for r in rows] == [f"m{i}" for i in range(1, 1001)]
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_pop('q', 1001)")
+    assert calls == 1 and [r[0] for r in rows] == [f"m{i}" for i in range(1001, 2002)]
+    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 1001)")
+    assert calls == 1 and [r[0] for r in rows] == [f"m{i}" for i in range(2002, 2601)]

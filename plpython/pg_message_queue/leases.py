@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import _db, queues
 from .messages import (
+    PICKED,
     check_count,
     dead_letter,
     dead_letter_overdue,
@@ -100,14 +101,14 @@ def read_sql(
     return read_statement(queue, as_text)
 
 
-def read_statement(queue: Queue, as_text: bool) -> str:
+def read_statement(queue: Queue, as_text: bool, generic: bool = False) -> str:
     """read_sql's statement for ``queue``, without the call's checks (see get_statement)."""
     payload = payload_expr(queue, as_text)
     return (
-        f"WITH picked AS ({select_ready(queue, '$3')}),"
+        f"WITH picked AS ({select_ready(queue, '$3', generic)}),"
         f" leased AS (UPDATE {queue.table} AS q"
         " SET visible_at = $3 + $2, read_count = q.read_count + 1"
-        " FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*)"
+        f" WHERE {PICKED} RETURNING q.*)"
         f" SELECT {_LEASED}, {payload} AS payload FROM leased ORDER BY {ready_order(queue)}"
     )
 
@@ -188,18 +189,18 @@ def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     return pop_statement(queue, as_text)
 
 
-def pop_statement(queue: Queue, as_text: bool) -> str:
+def pop_statement(queue: Queue, as_text: bool, generic: bool = False) -> str:
     """pop_sql's statement for ``queue``, without the call's checks (see get_statement)."""
     payload = payload_expr(queue, as_text)
-    picked = f"WITH picked AS ({select_ready(queue, '$2')})"
+    picked = f"WITH picked AS ({select_ready(queue, '$2', generic)})"
     if _retains(queue):
         change = (
             f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"
-            " read_count = q.read_count + 1 FROM picked WHERE q.msg_id = picked.msg_id RETURNING q.*"
+            f" read_count = q.read_count + 1 WHERE {PICKED} RETURNING q.*"
         )
         counted = "read_count"
     else:
-        change = f"DELETE FROM {queue.table} AS q USING picked WHERE q.msg_id = picked.msg_id RETURNING q.*"
+        change = f"DELETE FROM {queue.table} AS q WHERE {PICKED} RETURNING q.*"
         counted = "read_count + 1"
     return (
         f"{picked}, gone AS ({change})"

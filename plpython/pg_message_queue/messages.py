@@ -278,36 +278,42 @@ def keep_priority(queue: Queue) -> str:
 
 
 CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in case others hold some
+# The largest claim the generated statements take (queues.build_dispatch); larger ones
+# go through the Python path. It makes the candidates' bound a constant, see select_ready.
+GENERIC_MAX = 1000
 
 
-def select_ready(queue: Queue, now: str) -> str:
+def select_ready(queue: Queue, now: str, generic: bool = False) -> str:
     """SQL picking up to $1 ready messages in delivery order and locking them, and
     only them: what another consumer holds is skipped, never waited for.
 
     ``now`` is a parameter holding one timestamp for the whole statement, so the
-    due-time test is an index condition. The candidates are a UNION ALL of the
-    queue table with itself, one branch per index (the CASE on the branch number
-    folds into each branch's own condition), merged lazily in delivery order; the
-    lateral subquery locks a candidate and re-checks on the row itself that it is
-    undelivered, due and below max_deliveries (also after following a concurrent
-    update), in delivery order; the LIMIT stops as soon as enough rows are locked.
-    The candidates are limited too (CANDIDATE_SLACK more than asked for): that
+    due-time test is an index condition. The candidates come from two branches, one
+    per index (messages never leased nor delayed; leased, delayed and given-back ones
+    that are due), each in delivery order and limited, merged lazily in delivery
+    order; the lateral subquery locks a candidate and re-checks on the row itself
+    that it is undelivered, due and below max_deliveries (also after following a
+    concurrent update), in delivery order; the LIMIT stops as soon as enough rows are
+    locked. The candidates are limited (CANDIDATE_SLACK more than asked for): that
     lets the planner walk the indexes instead of sorting every ready message, and
     keeps the candidates' order the only order there is, so no plan can lock a
     candidate before the ones ahead of it.
+
+    ``generic``: the statement is planned once and its plan reused (the generated
+    dispatchers; $1 <= GENERIC_MAX there). Each branch's bound is then a constant
+    (GENERIC_MAX + CANDIDATE_SLACK, never less than $1 + CANDIDATE_SLACK), so a
+    plan made without knowing $1 still walks the indexes in order rather than
+    sorting every ready message.
     """
     # One order for every queue: on queues with priority_ordering off every
     # undelivered message has priority 0 (see keep_priority), so it is msg_id order.
     order = "priority DESC, msg_id"
-    branches = ["c.visible_at <= c.sent_at", f"c.visible_at > c.sent_at AND c.visible_at <= {now}"]
+    bound = f"$1::pg_catalog.int8 + {CANDIDATE_SLACK}"
+    branch_bound = str(GENERIC_MAX + CANDIDATE_SLACK) if generic else bound
+    branches = [queues.UNTOUCHED, f"{queues.SCHEDULED} AND visible_at <= {now}"]
     candidates = " UNION ALL ".join(
-        f"SELECT ctid AS tid, priority, msg_id, delivered_at, visible_at, sent_at, {i} AS branch FROM {queue.table}"
-        for i in range(len(branches))
-    )
-    ready = (
-        "c.delivered_at IS NULL AND CASE c.branch"
-        + "".join(f" WHEN {i} THEN {where}" for i, where in enumerate(branches))
-        + " END"
+        f"(SELECT ctid AS tid, priority, msg_id FROM {queue.table} WHERE {where} ORDER BY {order} LIMIT {branch_bound})"
+        for where in branches
     )
     check = f"q.ctid = c.tid AND q.delivered_at IS NULL AND q.visible_at <= {now}"
     limit = queue.settings.max_deliveries
@@ -329,10 +335,16 @@ def select_ready(queue: Queue, now: str) -> str:
     outer = ", ".join(f"c.{column}" for column in order.split(", "))
     return (
         f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates}) AS c"
-        f" WHERE {ready} ORDER BY {outer} LIMIT $1::pg_catalog.int8 + {CANDIDATE_SLACK}) AS c,"
+        f" ORDER BY {outer} LIMIT {bound}) AS c,"
         f" LATERAL (SELECT q.msg_id FROM {queue.table} AS q WHERE {check} FOR UPDATE SKIP LOCKED) AS l"
         f" ORDER BY {outer} LIMIT $1"
     )
+
+
+# How a claim's change finds the rows select_ready locked: their ids as one array, an
+# index condition on the primary key whatever the plan (a join could be planned as a
+# scan of the whole table when the plan was made for an empty one).
+PICKED = "q.msg_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT picked.msg_id FROM picked))"
 
 
 def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
@@ -343,16 +355,16 @@ def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
     return get_statement(queue, as_text)
 
 
-def get_statement(queue: Queue, as_text: bool) -> str:
+def get_statement(queue: Queue, as_text: bool, generic: bool = False) -> str:
     """get_sql's statement for ``queue``, without the call's checks: what the generated
-    claim dispatcher runs (queues.build_dispatch)."""
+    claim dispatcher runs (queues.build_dispatch, ``generic``)."""
     payload = payload_expr(queue, as_text)
     order = ready_order(queue)
     return (
-        f"WITH picked AS ({select_ready(queue, '$2')}),"
+        f"WITH picked AS ({select_ready(queue, '$2', generic)}),"
         " done AS ("
         f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
-        " FROM picked WHERE q.msg_id = picked.msg_id"
+        f" WHERE {PICKED}"
         " RETURNING q.msg_id, q.sent_at, q.sent_by, q.delivered_at, q.priority, q.payload)"
         f" SELECT msg_id, sent_at, sent_by, delivered_at, {payload} AS payload"
         f" FROM done ORDER BY {order}"

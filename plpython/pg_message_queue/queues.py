@@ -334,17 +334,29 @@ def build_dispatch() -> None:
     _build_claim_dispatch(known)
 
 
+# The claim and ack dispatchers' settings (see _build_claim_dispatch); the installed
+# ones (sql/incremental/041-claim-dispatch.sql) have the same. jit = off: a disabled
+# scan adds a huge cost to a plan that has no other way, and JIT would compile it.
+CLAIM_SETTINGS = (
+    "SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan"
+    " SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off"
+)
+
+
 def _build_claim_dispatch(known: list[Queue]) -> None:
     """Regenerate the dispatchers that pg_mq_get_msg_text, pg_mq_pop, pg_mq_read and
     pg_mq_ack call: for a call whose cheap checks pass, a tree over the channels (as
-    for sends) down to the queue's statement itself, written in, which PL/pgSQL
-    prepares once per backend (the wrappers plan it for each call, forcing custom
-    plans, so the plans are the ones EXECUTE made); for anything else, and for a
-    claim from a queue with max_deliveries (which first dead-letters what is due),
-    the Python path: the statement the Python half checks and builds, EXECUTEd (for
-    ack, the Python half itself). The statements depend on the queues' settings, so
-    every settings change regenerates them (see catalog_changed). Called by
-    build_dispatch, under its lock.
+    for sends) down to the queue's statement itself, written in; for anything else,
+    for a claim of more than messages.GENERIC_MAX, and for a claim from a queue with
+    max_deliveries (which first dead-letters what is due), the Python path: the
+    statement the Python half checks and builds, EXECUTEd (for ack, the Python half
+    itself). The statements depend on the queues' settings, so every settings change
+    regenerates them (see catalog_changed). Called by build_dispatch, under its lock.
+
+    PL/pgSQL prepares each written-in statement once per backend; the dispatchers make
+    it plan it once too (a generic plan: planning a claim cost more than running it),
+    with sequential and bitmap scans off, so that plan walks the indexes in delivery
+    order whatever the table held when it was made (see messages.select_ready).
     """
     from . import leases, messages  # they import this module
 
@@ -354,14 +366,15 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
     claimable = [c for c, q in queues.items() if not q.settings.max_deliveries]
     schema = _db.schema()
     positive = "$1 OPERATOR(pg_catalog.>) 0"
+    claim = f"{positive} AND $1 OPERATOR(pg_catalog.<=) {messages.GENERIC_MAX}"
     for name, args, returns, key, checks, statement, fallback, which in (
         (
             "_pg_mq_get_dispatch",
             _CLAIM_ARGS,
             f"SETOF {schema}.pg_mq_msg_text",
             "$3",
-            positive,
-            lambda q: messages.get_statement(q, True),
+            claim,
+            lambda q: messages.get_statement(q, True, generic=True),
             f"EXECUTE {schema}._pg_mq_get_sql($3, $1, true) USING $1, $2",
             claimable,
         ),
@@ -370,8 +383,8 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
             _CLAIM_ARGS,
             f"SETOF {schema}.pg_mq_leased",
             "$3",
-            positive,
-            lambda q: leases.pop_statement(q, True),
+            claim,
+            lambda q: leases.pop_statement(q, True, generic=True),
             f"EXECUTE {schema}._pg_mq_pop_sql($3, $1, true) USING $1, $2",
             claimable,
         ),
@@ -380,9 +393,9 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
             _READ_ARGS,
             f"SETOF {schema}.pg_mq_leased",
             "$4",
-            f"{positive} AND pg_catalog.date_part('epoch', $2) OPERATOR(pg_catalog.>) 0"
+            f"{claim} AND pg_catalog.date_part('epoch', $2) OPERATOR(pg_catalog.>) 0"
             " AND ($5 IS NULL OR pg_catalog.date_part('epoch', $5) OPERATOR(pg_catalog.>=) 0)",
-            lambda q: leases.read_statement(q, True),
+            lambda q: leases.read_statement(q, True, generic=True),
             f"EXECUTE {schema}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3",
             claimable,
         ),
@@ -399,10 +412,10 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
     ):
         tree = _dispatch_tree(which, key, lambda c, stmt=statement: f"RETURN QUERY {stmt(queues[c])}; RETURN;")
         body = f"BEGIN IF {checks} THEN {tree} END IF; RETURN QUERY {fallback}; END"
-        # Pinned, unlike the send dispatchers: a claim's cost dwarfs the SET clause's.
+        # Pinned, unlike the send dispatchers: a claim's cost dwarfs the SET clauses'.
         _db.ddl(
             f"CREATE OR REPLACE FUNCTION {schema}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"
-            f" SET search_path = pg_catalog, pg_temp AS {_db.literal(body)}"
+            f" {CLAIM_SETTINGS} AS {_db.literal(body)}"
         )
 
 

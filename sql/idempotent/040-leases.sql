@@ -28,7 +28,6 @@ RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
@@ -113,7 +112,6 @@ CREATE OR REPLACE FUNCTION pg_mq_ack(in_channel text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
     RETURN QUERY SELECT * FROM @extschema@._pg_mq_ack_dispatch(msg_ids, in_channel);
@@ -164,7 +162,6 @@ RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
     -- The generated dispatcher: the queue's statement, or the Python path (see

@@ -5,11 +5,16 @@
 -- statement of every queue, written in, so PL/pgSQL prepares it once per backend
 -- instead of a PL/Python call and an EXECUTE per claim. Until then (a fresh
 -- install, an upgrade, a restore) they take the Python path: the statement the
--- Python half checks and builds, EXECUTEd, as the wrappers did before.
+-- Python half checks and builds, EXECUTEd, as the wrappers did before. Their
+-- settings are those queues.CLAIM_SETTINGS gives the generated ones.
 CREATE FUNCTION _pg_mq_get_dispatch(integer, timestamptz, text)
 RETURNS SETOF @extschema@.pg_mq_msg_text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql($3, $1, true) USING $1, $2;
@@ -20,6 +25,10 @@ CREATE FUNCTION _pg_mq_pop_dispatch(integer, timestamptz, text)
 RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql($3, $1, true) USING $1, $2;
@@ -30,6 +39,10 @@ CREATE FUNCTION _pg_mq_read_dispatch(integer, interval, timestamptz, text, inter
 RETURNS SETOF @extschema@.pg_mq_leased
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3;
@@ -40,6 +53,10 @@ CREATE FUNCTION _pg_mq_ack_dispatch(bigint[], text)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY SELECT * FROM @extschema@._pg_mq_ack($2, $1);
