@@ -48,6 +48,9 @@ from servers import Postgres
 ROOT = Path(__file__).resolve().parent.parent
 DBNAME = "bench"
 CHANNEL = "bench"
+# A second queue, its NOTIFY trigger off (pg_mq_set_queue_config(..., 'notify', 'off')):
+# what a send costs without NOTIFY's commit-time lock, next to PgQ (which has no NOTIFY).
+QUIET = "bench_quiet"
 RAW_CHANNEL = "bench_raw"
 BATCH = 100
 BARRIER_TIMEOUT = 120.0
@@ -132,7 +135,7 @@ class Variant:
     label: str  # "ext", "raw", "raw+NOTIFY", ...
     what: str  # the SQL, as printed under the table
     op: Op | None = None  # one transaction; returns the number of messages it handled
-    table: str = "raw"  # which table it works on: "ext" (the queue), "raw" (raw_q) or "pgq" (PgQ's queue)
+    table: str = "raw"  # which table it works on: "ext" (the queue), "quiet" (QUIET's), "raw" (raw_q) or "pgq" (PgQ's)
     requires: tuple[str, ...] = ()
     clients: int = 0  # how many of the clients run it (0: all); the others idle
 
@@ -255,6 +258,7 @@ def _pgq_variant(kind: str) -> Variant:
 
 
 SEND1 = f"SELECT pg_mq_send_message('{CHANNEL}', %s::text)"
+QUIET_SEND1 = f"SELECT pg_mq_send_message('{QUIET}', %s::text)"
 # pg_mq_send_message as it was before the generated send functions (PL/pgSQL
 # around the PL/Python _pg_mq_send), recreated beside the installed one so both
 # are measured in the same run.
@@ -354,6 +358,13 @@ def _send1_case(sync: str, target: float) -> Case:
             Variant("raw", RAW_INSERT, _exec(RAW_INSERT)),
             Variant("raw+NOTIFY", RAW_INSERT_NOTIFY, _exec(RAW_INSERT_NOTIFY)),
             Variant("ext SQL", EXT_SQL_SEND + "  (queue table + trigger, no PL/Python)", _exec(EXT_SQL_SEND), "ext"),
+            Variant(
+                "ext notify off",
+                QUIET_SEND1 + "  (a queue with notify off: no NOTIFY trigger)",
+                _exec(QUIET_SEND1),
+                "quiet",
+                ("pg_mq_send_message",),
+            ),
             Variant(
                 "ext Python path",
                 PY_SEND1 + "  (pg_mq_send_message before the generated send functions)",
@@ -725,6 +736,8 @@ class Bench:
         elif table == "ext":
             self.admin.execute("SELECT pg_mq_purge_queue(%s)", (CHANNEL,))
             self.admin.execute(f"VACUUM ANALYZE {self.queue_table}")
+        elif table == "quiet":
+            self.admin.execute("SELECT pg_mq_purge_queue(%s)", (QUIET,))
         else:
             self.admin.execute("TRUNCATE raw_q")
 
@@ -1456,6 +1469,8 @@ def main(argv: list[str]) -> None:
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute("CREATE EXTENSION pg_message_queue CASCADE")
             admin.execute("SELECT pg_mq_create_queue(%s, 'text')", (CHANNEL,))
+            admin.execute("SELECT pg_mq_create_queue(%s, 'text')", (QUIET,))
+            admin.execute("SELECT pg_mq_set_queue_config(%s, 'notify', 'off')", (QUIET,))
             admin.execute("CREATE SCHEMA bench_prior")
             _try(admin, PRIOR_SEND_SQL.replace("{ext}", _ext_schema(admin)))
             _try(admin, PRIOR_EXEC_SQL.replace("{ext}", _ext_schema(admin)))
