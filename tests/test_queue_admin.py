@@ -181,6 +181,70 @@ def test_purge_deletes_everything_and_counts(db):
     assert db.execute("SELECT count(*) FROM pg_mq_queue_p").fetchone()[0] == 0
 
 
+def relfilenode(db, table: str) -> int:
+    return db.execute("SELECT pg_relation_filenode(%s::regclass)", (table,)).fetchone()[0]
+
+
+def test_purge_of_an_idle_queue_truncates_and_leaves_no_dead_entries(db):
+    """Nobody inside a transaction on the queue: TRUNCATE (a new, empty file), so no dead
+    rows or index entries are left for claims to step over until a vacuum."""
+    db.execute("SELECT pg_mq_create_queue('p', 'text')")
+    db.execute("SELECT pg_mq_send_batch('p', array_agg('m' || g)) FROM generate_series(1, 5000) g")
+    db.execute("SELECT count(*) FROM pg_mq_get_msg_text('p', 10)")
+    before = relfilenode(db, "pg_mq_queue_p")
+    assert db.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 5000
+    assert relfilenode(db, "pg_mq_queue_p") != before
+    assert db.execute("SELECT pg_relation_size('pg_mq_queue_p')").fetchone()[0] == 0
+    # The ids go on from the sequence; the queue works as before.
+    db.execute("SELECT pg_mq_send_message('p', 'after'::text)")
+    assert db.execute("SELECT payload FROM pg_mq_get_msg_text('p', 5)").fetchall() == [("after",)]
+    # A rolled-back purge gives everything back.
+    db.execute("SELECT pg_mq_send_batch('p', ARRAY['x', 'y'])")
+    with db.transaction():
+        assert db.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 3
+        raise psycopg.Rollback()
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_p").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize(
+    "busy",
+    [
+        "SELECT pg_mq_send_message('p', 'late'::text)",  # an uncommitted send
+        "SELECT count(*) FROM pg_mq_queue_p",  # a reader
+    ],
+)
+def test_purge_of_a_busy_queue_deletes_without_waiting(db, connect, busy):
+    """Someone is inside a transaction on the queue: DELETE, as before, which does not
+    wait for the table (only for rows another transaction changes, as a DELETE does), and
+    an uncommitted send survives the purge."""
+    db.execute("SELECT pg_mq_create_queue('p', 'text')")
+    db.execute("SELECT pg_mq_send_batch('p', ARRAY['a', 'b', 'c'])")
+    other = connect(autocommit=False)
+    other.execute(busy)
+    before = relfilenode(db, "pg_mq_queue_p")
+    db.execute("SET lock_timeout = '2s'")  # a purge that waited would fail here
+    assert db.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 3
+    assert relfilenode(db, "pg_mq_queue_p") == before
+    other.commit()
+    left = [r[0] for r in db.execute("SELECT payload FROM pg_mq_queue_p")]
+    assert left == (["late"] if "send" in busy else [])
+
+
+def test_purge_keeps_delete_triggers_firing(db):
+    """A queue table with a DELETE trigger of its own is purged by DELETE, so the trigger
+    sees every message go."""
+    db.execute("SELECT pg_mq_create_queue('p', 'text')")
+    db.execute("CREATE TABLE purged (payload text)")
+    db.execute(
+        "CREATE FUNCTION keep_purged() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN INSERT INTO public.purged VALUES (OLD.payload); RETURN OLD; END$$"
+    )
+    db.execute("CREATE TRIGGER keep BEFORE DELETE ON pg_mq_queue_p FOR EACH ROW EXECUTE FUNCTION keep_purged()")
+    db.execute("SELECT pg_mq_send_batch('p', ARRAY['a', 'b'])")
+    assert db.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 2
+    assert sorted(r[0] for r in db.execute("SELECT payload FROM purged")) == ["a", "b"]
+
+
 def test_rebuild_triggers_restores_notification(connect):
     db = connect()
     listener = connect()

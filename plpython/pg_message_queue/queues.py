@@ -494,11 +494,45 @@ def drop_queue(channel: str | None, force: bool | None) -> bool:
 
 
 def purge_queue(channel: str | None) -> int:
-    """Delete every message of a queue; returns how many were deleted."""
+    """Delete every message of a queue; returns how many were deleted.
+
+    When no other transaction holds a lock on the queue table at that moment (no
+    sender, consumer or reader is inside a transaction that used it) and the table has
+    no DELETE trigger of its own, TRUNCATE: it leaves no dead rows and no dead index
+    entries behind, so claims right after a purge do not wade through them until a
+    vacuum. Otherwise DELETE, as before: it leaves alone what uncommitted senders are
+    adding, and the purge never makes the queue's users wait for it.
+    """
     queue = get(check_channel(channel))
+    if _taken_at_once(queue):
+        n = _db.run(f"SELECT pg_catalog.count(*) AS n FROM {queue.table}")[0]["n"]
+        _db.ddl(f"TRUNCATE {queue.table}")
+        return int(n)
     return int(
         _db.run(f"WITH d AS (DELETE FROM {queue.table} RETURNING 1) SELECT pg_catalog.count(*) AS n FROM d")[0]["n"]
     )
+
+
+def _taken_at_once(queue: Queue) -> bool:
+    """Whether this transaction could lock the queue table for itself without waiting
+    (and may TRUNCATE it: no user trigger fires on its DELETEs)."""
+    delete_triggers = _db.run(
+        "SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_trigger"
+        " WHERE tgrelid = $1::pg_catalog.regclass AND NOT tgisinternal"
+        " AND (tgtype::pg_catalog.int4 & 8) <> 0",  # TRIGGER_TYPE_DELETE
+        ("text",),
+        (queue.table,),
+    )[0]["n"]
+    if delete_triggers:
+        return False
+    try:
+        with _db.subtransaction():
+            _db.ddl(f"LOCK TABLE {queue.table} IN ACCESS EXCLUSIVE MODE NOWAIT")
+    except _db.SPIError as exc:
+        if getattr(exc, "sqlstate", None) == "55P03":  # lock_not_available
+            return False
+        raise
+    return True
 
 
 def table_exists(queue: Queue) -> bool:
