@@ -26,6 +26,13 @@ INSTALLED = {  # the dispatchers as sql/incremental/041-claim-dispatch.sql creat
 }
 
 
+# The settings 041-claim-dispatch.sql gives them (and queues.CLAIM_SETTINGS the generated ones).
+SHIPPED_SETTINGS = (
+    "SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan"
+    " SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off"
+)
+
+
 HALVES = "funcname IN ('_pg_mq_get_sql', '_pg_mq_pop_sql', '_pg_mq_read_sql')"
 # Every PL/Python function (pg_mq_ack itself was one before 2026-11-27).
 ANY_PYTHON = (
@@ -52,8 +59,8 @@ def install_as_shipped(db: psycopg.Connection) -> None:
     ).fetchone()[0]
     for name, (signature, body) in INSTALLED.items():
         db.execute(
-            f"CREATE OR REPLACE FUNCTION {name}{signature} LANGUAGE plpgsql"
-            f" SET search_path = pg_catalog, pg_temp AS $$BEGIN {body.format(s=schema)} END$$"
+            f"CREATE OR REPLACE FUNCTION {name}{signature} LANGUAGE plpgsql {SHIPPED_SETTINGS}"
+            f" AS $$BEGIN {body.format(s=schema)} END$$"
         )
 
 
@@ -298,9 +305,17 @@ def test_claims_beyond_the_generic_maximum_take_the_python_path(db):
     bound is a constant); larger ones run through Python, with the same results."""
     db.execute("SELECT pg_mq_create_queue('q', 'text')")
     db.execute("INSERT INTO pg_mq_queue_q (payload) SELECT 'm' || g FROM generate_series(1, 2600) g")
-    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_get_msg_text('q', 1000)")
-    assert calls == 0 and [r[0] for r in rows] == [f"m{i}" for i in range(1, 1001)]
-    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_pop('q', 1001)")
-    assert calls == 1 and [r[0] for r in rows] == [f"m{i}" for i in range(1001, 2002)]
-    calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 1001)")
-    assert calls == 1 and [r[0] for r in rows] == [f"m{i}" for i in range(2002, 2601)]
+    db.execute("INSERT INTO pg_mq_queue_q (payload) SELECT 'n' || g FROM generate_series(1, 3500) g")
+    start = 1
+    for claim, n, python in (
+        ("pg_mq_get_msg_text('q', %s)", 1000, 0),
+        ("pg_mq_get_msg_text('q', %s)", 1001, 1),
+        ("pg_mq_pop('q', %s)", 1000, 0),
+        ("pg_mq_pop('q', %s)", 1001, 1),
+        ("pg_mq_read('q', %s)", 1000, 0),
+        ("pg_mq_read('q', %s)", 1001, 1),
+    ):
+        calls, rows = python_calls(db, f"SELECT payload FROM {claim}", (n,))
+        want = [f"m{i}" if i <= 2600 else f"n{i - 2600}" for i in range(start, start + n)]
+        assert (calls, [r[0] for r in rows]) == (python, want), (claim, n)
+        start += n

@@ -230,6 +230,46 @@ def test_purge_of_a_busy_queue_deletes_without_waiting(db, connect, busy):
     assert left == (["late"] if "send" in busy else [])
 
 
+def test_purge_in_repeatable_read_deletes_and_keeps_later_messages(db, connect):
+    """A purge whose snapshot is older than its lock must not TRUNCATE: a message
+    committed after the snapshot was taken would go uncounted. It DELETEs what it sees."""
+    db.execute("SELECT pg_mq_create_queue('p', 'text')")
+    db.execute("SELECT pg_mq_send_batch('p', ARRAY['a', 'b'])")
+    purger = connect(autocommit=False)
+    purger.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    purger.execute("SELECT 1")  # the snapshot
+    db.execute("SELECT pg_mq_send_message('p', 'later'::text)")
+    before = relfilenode(db, "pg_mq_queue_p")
+    assert purger.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 2
+    purger.commit()
+    assert relfilenode(db, "pg_mq_queue_p") == before
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_queue_p")] == ["later"]
+
+
+def test_purge_of_a_queue_others_reference_deletes_through_their_keys(db):
+    """A foreign key pointing at the queue table: TRUNCATE would fail; DELETE cascades."""
+    db.execute("SELECT pg_mq_create_queue('p', 'text')")
+    db.execute("SELECT pg_mq_send_batch('p', ARRAY['a', 'b'])")
+    db.execute("CREATE TABLE results (msg_id bigint REFERENCES pg_mq_queue_p ON DELETE CASCADE)")
+    db.execute("INSERT INTO results SELECT msg_id FROM pg_mq_queue_p")
+    assert db.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM results").fetchone()[0] == 0
+
+
+def test_purge_with_a_cursor_open_on_the_queue_deletes(connect):
+    """This session still reads the table (an open cursor): TRUNCATE refuses (55006),
+    the purge DELETEs instead."""
+    conn = connect(autocommit=False)
+    conn.execute("SELECT pg_mq_create_queue('p', 'text')")
+    conn.execute("SELECT pg_mq_send_batch('p', ARRAY['a', 'b', 'c'])")
+    conn.commit()
+    conn.execute("DECLARE c CURSOR FOR SELECT payload FROM pg_mq_queue_p ORDER BY msg_id")
+    assert conn.execute("FETCH 1 FROM c").fetchone() == ("a",)
+    assert conn.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 3
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM pg_mq_queue_p").fetchone()[0] == 0
+
+
 def test_purge_keeps_delete_triggers_firing(db):
     """A queue table with a DELETE trigger of its own is purged by DELETE, so the trigger
     sees every message go."""
