@@ -45,7 +45,7 @@ all install:
 	@echo "PostgreSQL $(PG_MAJOR)'s pg_config/PGXS are missing: run 'make deps' first." >&2; exit 1
 endif
 
-.PHONY: deps venv install-python install-prior run stop test lint bench bench-pgq bench-events bench-read bench-xmin unit soak
+.PHONY: deps venv install-python install-prior run stop test lint bench install-peers bench-pgq bench-events bench-read bench-xmin unit soak
 
 $(CORE_SCRIPTS) &: tools/build_sql.py $(SQL_PARTS) pg_message_queue.control
 	$(BUILD_SQL)
@@ -127,9 +127,15 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(SUDO) $(MAKE) --no-print-directory install
+	@$(SUDO) $(MAKE) --no-print-directory install-peers
 	$(PY) tools/bench.py $(BENCH_ARGS)
 	$(PY) tools/bench_pgq.py $(BENCH_PGQ_ARGS)
 	$(PY) tools/bench_events.py $(BENCH_EVENTS_ARGS)
+
+# pgmq 1.5.1 (plain SQL, tools/peers/pgmq: PostgreSQL License), a peer measured by make bench.
+install-peers:
+	install -m 644 tools/peers/pgmq/pgmq.control tools/peers/pgmq/pgmq--1.5.1.sql \
+		"$$($(PG_CONFIG) --sharedir)/extension/"
 
 # The pgq companion next to real PgQ 3 (BENCH_PGQ_ARGS="--help" lists the options).
 bench-pgq: deps

@@ -135,7 +135,8 @@ class Variant:
     label: str  # "ext", "raw", "raw+NOTIFY", ...
     what: str  # the SQL, as printed under the table
     op: Op | None = None  # one transaction; returns the number of messages it handled
-    table: str = "raw"  # which table it works on: "ext" (the queue), "quiet" (QUIET's), "raw" (raw_q) or "pgq" (PgQ's)
+    table: str = "raw"  # which table it works on: "ext" (the queue), "quiet" (QUIET's), "raw" (raw_q),
+    # "pgq" (PgQ's) or "pgmq" (pgmq's, in PgQ's database)
     requires: tuple[str, ...] = ()
     clients: int = 0  # how many of the clients run it (0: all); the others idle
 
@@ -254,6 +255,31 @@ def _pgq_variant(kind: str) -> Variant:
         _pgq_drain,
         "pgq",
         clients=1,
+    )
+
+
+# pgmq 1.5.1 (tools/peers/pgmq, installed by 'make bench'), a peer in PgQ's database.
+PGMQ_SEND1 = f"SELECT pgmq.send('{CHANNEL}', to_jsonb(%s::text))"
+PGMQ_SEND_BATCH = f"SELECT pgmq.send_batch('{CHANNEL}', ARRAY(SELECT to_jsonb(p) FROM unnest(%s::text[]) AS p))"
+
+
+def _pgmq_read_delete(conn: psycopg.Connection, ctx: Ctx) -> int:
+    """pgmq's lease consumer: read with a visibility timeout, then delete (two transactions)."""
+    assert ctx.pgq is not None
+    ids = [r[0] for r in ctx.pgq.execute(f"SELECT msg_id FROM pgmq.read('{CHANNEL}', 30, {BATCH})").fetchall()]
+    if ids:
+        ctx.pgq.execute(f"SELECT pgmq.delete('{CHANNEL}', %s::bigint[])", (ids,))
+    return len(ids)
+
+
+def _pgmq_variant(kind: str) -> Variant:
+    """pgmq 1.5.1 as a peer (its jsonb messages hold the same text)."""
+    if kind == "send1":
+        return Variant("pgmq", PGMQ_SEND1 + f"  (database {PGQ_DB})", _pgq_exec(PGMQ_SEND1), "pgmq")
+    if kind == "batch":
+        return Variant("pgmq", PGMQ_SEND_BATCH, _pgq_exec(PGMQ_SEND_BATCH, BATCH, batch=True), "pgmq")
+    return Variant(
+        "pgmq", f"pgmq.read('{CHANNEL}', 30, {BATCH}); pgmq.delete('{CHANNEL}', ids)", _pgmq_read_delete, "pgmq"
     )
 
 
@@ -380,6 +406,7 @@ def _send1_case(sync: str, target: float) -> Case:
                 ("_pg_mq_send_dispatch",),
             ),
             _pgq_variant("send1"),
+            _pgmq_variant("send1"),
         ],
         target=target,
         sync_commit=sync,
@@ -410,6 +437,7 @@ CASE_LIST: list[Case] = [
                 ("_pg_mq_send_batch_dispatch",),
             ),
             _pgq_variant("batch"),
+            _pgmq_variant("batch"),
         ],
         target=0.85,
     ),
@@ -480,7 +508,7 @@ CASE_LIST: list[Case] = [
             "ext",
             ("pg_mq_read", "pg_mq_ack"),
         ),
-        raws=[_raw_delete()],
+        raws=[_raw_delete(), _pgmq_variant("read_delete")],
         target=0.6,
         prefill=True,
     ),
@@ -617,7 +645,7 @@ def _work(conn: psycopg.Connection, idx: int, cmd: dict[str, Any], barrier: Any)
     if kind == "throughput":
         variant = CASES[cmd["case"]].variant(cmd["label"])
         assert variant.op is not None
-        if variant.table == "pgq":
+        if variant.table in ("pgq", "pgmq"):
             ctx.pgq = _pgq_conn(cmd["pgq_dsn"], cmd["sync_commit"])
         if variant.clients and idx >= variant.clients:
             barrier.wait(BARRIER_TIMEOUT)  # this variant runs on fewer clients: idle
@@ -722,11 +750,20 @@ class Bench:
         self.admin = admin
         self.pgq = pgq  # admin connection to the PgQ database; None when PgQ is not installed
         self.pgq_dsn = ""
+        self.pgmq = False  # pgmq installed in the PgQ database (setup_pgmq)
         self.queue_table = _queue_table(admin)
         self.get_sql = _get_sql(admin)
         self.fill_rate: dict[tuple[str, str], float] = {}
 
     # ---- table state between runs
+
+    def has_peer(self, table: str) -> bool:
+        """Whether the variants on ``table`` can run (their peer is installed)."""
+        if table == "pgq":
+            return self.pgq is not None
+        if table == "pgmq":
+            return self.pgq is not None and self.pgmq
+        return True
 
     def reset(self, table: str) -> None:
         if table == "pgq":
@@ -738,6 +775,10 @@ class Bench:
             self.admin.execute(f"VACUUM ANALYZE {self.queue_table}")
         elif table == "quiet":
             self.admin.execute("SELECT pg_mq_purge_queue(%s)", (QUIET,))
+        elif table == "pgmq":
+            assert self.pgq is not None
+            self.pgq.execute("SELECT pgmq.drop_queue(%s)", (CHANNEL,))
+            self.pgq.execute("SELECT pgmq.create(%s)", (CHANNEL,))
         else:
             self.admin.execute("TRUNCATE raw_q")
 
@@ -747,6 +788,14 @@ class Bench:
             assert self.pgq is not None
             # BATCH events per transaction, then a tick: every batch holds BATCH events.
             self.pgq.execute("CALL bench_pgq_fill(%s, %s, %s)", (payload, n // BATCH, BATCH))
+            self.pgq.execute("VACUUM ANALYZE")
+        elif table == "pgmq":
+            assert self.pgq is not None
+            for left in range(n, 0, -50_000):
+                self.pgq.execute(
+                    "SELECT count(*) FROM pgmq.send_batch(%s, array_fill(to_jsonb(%s::text), ARRAY[%s]))",
+                    (CHANNEL, payload, min(left, 50_000)),
+                )
             self.pgq.execute("VACUUM ANALYZE")
         elif table == "ext":
             left = n
@@ -862,6 +911,23 @@ def setup_pgq(pg: Postgres) -> psycopg.Connection | None:
     return conn
 
 
+def setup_pgmq(pgq: psycopg.Connection | None) -> bool:
+    """pgmq 1.5.1 in PgQ's database ('make bench' installs it from tools/peers/pgmq)."""
+    if pgq is None:
+        print("  pgmq        not measured: it shares PgQ's database, which is not available")
+        return False
+    try:
+        pgq.execute("CREATE EXTENSION pgmq")
+    except psycopg.Error as exc:
+        why = str(exc).strip().splitlines()[0]
+        print(f"  pgmq        not installed ({why}): 'make bench' installs tools/peers/pgmq")
+        return False
+    pgq.execute("SELECT pgmq.create(%s)", (CHANNEL,))
+    version = pgq.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgmq'").fetchone()[0]
+    print(f"  pgmq        {version} (tools/peers/pgmq), in database {PGQ_DB}")
+    return True
+
+
 def _get_sql(admin: psycopg.Connection) -> str:
     """The claim pg_mq_get_msg_text runs on queue CHANNEL: $1 (how many) and $2 (its
     timestamp) written in, statement_timestamp() standing for the clock reading."""
@@ -914,7 +980,7 @@ def run_cases(bench: Bench, clients: Clients, cases: list[Case], have: set[str])
             m = measured[case.name]
             if m.skipped or m.error:
                 continue
-            variants = [v for v in case.variants if v.table != "pgq" or bench.pgq is not None]
+            variants = [v for v in case.variants if bench.has_peer(v.table)]
             order = variants if (rnd + i) % 2 == 0 else variants[::-1]
             t0 = time.monotonic()
             try:
@@ -1022,13 +1088,13 @@ def _ratio(m: Measured, label: str, base: str = "raw") -> float:
 
 
 def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
-    """The issue's table: the raw baseline's msg/s, then PgQ's and our ratio to it, same run."""
+    """The issue's table: the raw baseline's msg/s, then PgQ's, pgmq's and our ratio to it, same run."""
     done = {c.name: measured[c.name] for c in cases if not (measured[c.name].skipped or measured[c.name].error)}
 
     def cell(value: float) -> str:
         return "n/a" if value != value else f"{value:.2f}"
 
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     for name, label in [
         ("send1_sync_on", "a) send 1/tx, synchronous_commit on"),
         ("send1_sync_off", "b) send 1/tx, synchronous_commit off"),
@@ -1036,18 +1102,19 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
     ]:
         if name in done:
             m = done[name]
-            rows.append(
-                (label, fmt_rate(median(m.rates.get("raw", []))), cell(_ratio(m, "PgQ")), cell(_ratio(m, "ext")))
-            )
+            raw = fmt_rate(median(m.rates.get("raw", [])))
+            rows.append((label, raw, cell(_ratio(m, "PgQ")), cell(_ratio(m, "pgmq")), cell(_ratio(m, "ext"))))
     if "get100" in done:
         m = done["get100"]
         ours = [cell(_ratio(m, "ext"))]
         ours += [cell(_ratio(done[n], "ext")) if n in done else "n/a" for n in ("pop100", "read_ack100")]
+        pgmq = cell(_ratio(done["read_ack100"], "pgmq")) if "read_ack100" in done else "n/a"
         rows.append(
             (
                 "d) drain in batches of 100: get / pop / read+ack",
                 fmt_rate(median(m.rates.get("raw", []))),
                 cell(_ratio(m, "PgQ")) + " (1 consumer)",
+                pgmq + " (read+delete)",
                 " / ".join(ours),
             )
         )
@@ -1063,6 +1130,7 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
                 label,
                 f"{percentile(m.lat.get('raw', []), 50):.2f} / {percentile(m.lat.get('raw', []), 99):.2f} ms",
                 "not measured",
+                "not measured",
                 f"{percentile(m.lat.get('ext', []), 50):.2f} / {percentile(m.lat.get('ext', []), 99):.2f} ms",
             )
         )
@@ -1070,11 +1138,11 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
         return
     print()
     print("Ratios to the raw table, medians of the per-round ratios of this run (higher is better):")
-    head = f"{'scenario':<50} {'raw':>17} {'PgQ 3.5':>16} {'pg_message_queue':>20}"
+    head = f"{'scenario':<50} {'raw':>17} {'PgQ 3.5':>16} {'pgmq 1.5.1':>20} {'pg_message_queue':>20}"
     print(head)
     print("-" * len(head))
-    for label, raw, pgq, ours in rows:
-        print(f"{label:<50} {raw:>17} {pgq:>16} {ours:>20}")
+    for label, raw, pgq, pgmq, ours in rows:
+        print(f"{label:<50} {raw:>17} {pgq:>16} {pgmq:>20} {ours:>20}")
 
 
 # --------------------------------------------------------------------------- layers
@@ -1485,6 +1553,7 @@ def main(argv: list[str]) -> None:
             have = installed_functions(admin)
             bench = Bench(args, dsn, admin, pgq)
             bench.pgq_dsn = pg.dsn(PGQ_DB)
+            bench.pgmq = setup_pgmq(pgq)
             cases = select_cases(args.only)
             need_clients = cases or args.soak
             if need_clients:
