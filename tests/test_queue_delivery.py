@@ -1,5 +1,7 @@
 """Delivery semantics: mark-delivered in the caller's transaction, SKIP LOCKED, NOTIFY."""
 
+import threading
+
 from helpers import drain_concurrently, drain_notifies, fails, wait_notifies
 
 
@@ -99,12 +101,21 @@ def test_create_queue_takes_a_regtype_as_the_original(db):
 
 
 def test_four_consumers_drain_ten_thousand_messages_exactly_once(connect, dsn):
+    """Every consumer takes part: each one's first claim is made before any of them goes
+    on (claims are fast enough that, on a busy machine, three consumers could otherwise
+    drain the queue before the fourth is scheduled at all)."""
     db = connect()
     fill(db, n=10_000)
+    first_claims = threading.Barrier(4)
+    started = threading.local()
 
     def take(conn):
         with conn.transaction():
-            return [r[0] for r in conn.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 50)")]
+            ids = [r[0] for r in conn.execute("SELECT msg_id FROM pg_mq_get_msg_text('q', 50)")]
+        if not getattr(started, "done", False):
+            started.done = True
+            first_claims.wait(60)
+        return ids
 
     seen = drain_concurrently(dsn, 4, take)
     everything = [m for part in seen for m in part]
