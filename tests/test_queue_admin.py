@@ -270,6 +270,22 @@ def test_purge_with_a_cursor_open_on_the_queue_deletes(connect):
     assert conn.execute("SELECT count(*) FROM pg_mq_queue_p").fetchone()[0] == 0
 
 
+def test_purge_does_not_fire_a_truncate_trigger(db):
+    """A purge deletes messages; it never fired TRUNCATE triggers and still does not:
+    a queue table with one of the user's is purged by DELETE."""
+    db.execute("SELECT pg_mq_create_queue('p', 'text')")
+    db.execute("CREATE TABLE truncations (at timestamptz)")
+    db.execute(
+        "CREATE FUNCTION note_truncate() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN INSERT INTO public.truncations VALUES (now()); RETURN NULL; END$$"
+    )
+    db.execute("CREATE TRIGGER t AFTER TRUNCATE ON pg_mq_queue_p EXECUTE FUNCTION note_truncate()")
+    db.execute("SELECT pg_mq_send_batch('p', ARRAY['a', 'b'])")
+    assert db.execute("SELECT pg_mq_purge_queue('p')").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM truncations").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_p").fetchone()[0] == 0
+
+
 def test_purge_keeps_delete_triggers_firing(db):
     """A queue table with a DELETE trigger of its own is purged by DELETE, so the trigger
     sees every message go."""

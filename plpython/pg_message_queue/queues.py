@@ -499,9 +499,10 @@ def purge_queue(channel: str | None) -> int:
     TRUNCATE when it is safe and free: no other transaction holds a lock on the queue
     table at that moment (no sender, consumer or reader is inside a transaction that
     used it), the purge runs in READ COMMITTED (a snapshot older than the lock could
-    miss messages committed since, which TRUNCATE would remove uncounted), and nothing
+    miss messages committed since, which TRUNCATE would remove uncounted), nothing
     depends on rows going one by one (no DELETE trigger, rule or foreign key on the
-    table). It leaves no dead rows and no dead index entries behind, so claims right
+    table), and no TRUNCATE trigger of the user's would fire where a purge never fired
+    one. It leaves no dead rows and no dead index entries behind, so claims right
     after a purge do not step over them until a vacuum. Its lock is held until the
     purge's transaction ends. Otherwise DELETE, as before: it leaves alone what
     uncommitted senders are adding and takes no table lock.
@@ -530,7 +531,7 @@ def _truncatable(queue: Queue) -> bool:
         _db.run(
             "SELECT pg_catalog.current_setting('transaction_isolation') = 'read committed'"
             " AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal"
-            " AND (tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 8) <> 0)"  # TRIGGER_TYPE_DELETE
+            " AND (tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 40) <> 0)"  # TRIGGER_TYPE_DELETE | _TRUNCATE
             " AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite WHERE ev_class = c.oid AND ev_type = '4')"  # DELETE
             " AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE confrelid = c.oid AND contype = 'f')"
             " AS ok FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
