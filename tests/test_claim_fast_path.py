@@ -13,15 +13,24 @@ from helpers import fails
 INSTALLED = {  # the dispatchers as sql/incremental/041-claim-dispatch.sql creates them
     "_pg_mq_get_dispatch": (
         "(integer, timestamptz, text) RETURNS SETOF pg_mq_msg_text",
-        "RETURN QUERY EXECUTE {s}._pg_mq_get_sql($3, $1, true) USING $1, $2;",
+        "RETURN QUERY EXECUTE {s}._pg_mq_get_sql($3, $1, true, false) USING $1, $2;"
+        " GET DIAGNOSTICS got = ROW_COUNT; IF got < $1 THEN"
+        " RETURN QUERY EXECUTE {s}._pg_mq_get_sql($3, $1 - got::integer, true, true) USING $1 - got::integer, $2;"
+        " END IF;",
     ),
     "_pg_mq_pop_dispatch": (
         "(integer, timestamptz, text) RETURNS SETOF pg_mq_leased",
-        "RETURN QUERY EXECUTE {s}._pg_mq_pop_sql($3, $1, true) USING $1, $2;",
+        "RETURN QUERY EXECUTE {s}._pg_mq_pop_sql($3, $1, true, false) USING $1, $2;"
+        " GET DIAGNOSTICS got = ROW_COUNT; IF got < $1 THEN"
+        " RETURN QUERY EXECUTE {s}._pg_mq_pop_sql($3, $1 - got::integer, true, true) USING $1 - got::integer, $2;"
+        " END IF;",
     ),
     "_pg_mq_read_dispatch": (
         "(integer, interval, timestamptz, text, interval) RETURNS SETOF pg_mq_leased",
-        "RETURN QUERY EXECUTE {s}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3;",
+        "RETURN QUERY EXECUTE {s}._pg_mq_read_sql($4, $1, $2, $5, true, false) USING $1, $2, $3;"
+        " GET DIAGNOSTICS got = ROW_COUNT; IF got < $1 THEN RETURN QUERY EXECUTE"
+        " {s}._pg_mq_read_sql($4, $1 - got::integer, $2, $5, true, true) USING $1 - got::integer, $2, $3;"
+        " END IF;",
     ),
 }
 
@@ -60,7 +69,7 @@ def install_as_shipped(db: psycopg.Connection) -> None:
     for name, (signature, body) in INSTALLED.items():
         db.execute(
             f"CREATE OR REPLACE FUNCTION {name}{signature} LANGUAGE plpgsql {SHIPPED_SETTINGS}"
-            f" AS $$BEGIN {body.format(s=schema)} END$$"
+            f" AS $$DECLARE got bigint; BEGIN {body.format(s=schema)} END$$"
         )
 
 
@@ -91,8 +100,10 @@ def test_claims_return_the_same_whichever_path_runs_them(db, shipped):
     # What is left: the delivered two (kept, as the original does), the leased two, p6.
     left = db.execute("SELECT payload, delivered_at IS NOT NULL FROM pg_mq_queue_q ORDER BY msg_id").fetchall()
     assert left == [("p1", False), ("p2", True), ("p3", False), ("p5", True), ("p6", False)]
+    # A short claim (one of five) runs its second statement for the rest: on the
+    # Python path that is a second call of the Python half.
     calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 5, wait => '0.05 s')")
-    assert (calls, rows) == (expected_calls, [("p6",)])
+    assert (calls, rows) == (2 * expected_calls, [("p6",)])
     # An empty queue long-polls through the same path (one call per poll on the Python path).
     calls, rows = python_calls(db, "SELECT payload FROM pg_mq_read('q', 5, wait => '0.05 s')")
     assert rows == [] and (calls == 0) == (not shipped)
@@ -319,3 +330,37 @@ def test_claims_beyond_the_generic_maximum_take_the_python_path(db):
         want = [f"m{i}" if i <= 2600 else f"n{i - 2600}" for i in range(start, start + n)]
         assert (calls, [r[0] for r in rows]) == (python, want), (claim, n)
         start += n
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "pg_mq_get_msg_text('q', 5)",
+        "pg_mq_pop('q', 5)",
+        "pg_mq_read('q', 5)",
+        "pg_mq_get_msg_bin('q', 5)",
+        "pg_mq_pop_bin('q', 5)",
+        "pg_mq_read_bin('q', 5)",
+        "pg_mq_get_msg_text('q', 1001)",
+    ],
+)
+def test_a_short_claims_second_statement_walks_the_indexes_too(connect, claim):
+    """When others hold all of a claim's first candidates, its second statement goes on
+    past them with no bound on the candidates: it must walk the indexes in delivery
+    order and stop once it has locked enough, never sort every ready message first
+    (as a plan with sequential or bitmap scans does), whichever path runs it."""
+    db = connect()
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("INSERT INTO pg_mq_queue_q (payload) SELECT 'm' || g FROM generate_series(1, 40000) g")
+    db.execute("VACUUM ANALYZE pg_mq_queue_q")
+    holder = connect(autocommit=False)
+    assert len(holder.execute("SELECT * FROM pg_mq_get_msg_text('q', 1000)").fetchall()) == 1000
+    assert len(holder.execute("SELECT * FROM pg_mq_get_msg_text('q', 1000)").fetchall()) == 1000
+    plans, rows = plans_of(db, f"SELECT * FROM {claim}")
+    n = int(claim.split(", ")[1].rstrip(")"))
+    assert len(rows) == n
+    second = [p for p in plans if "OFFSET 0" in p]
+    assert len(second) == 1, plans
+    assert "Index Scan using pg_mq_queue_q_priority_msg_id_idx" in second[0], second[0]
+    assert "Seq Scan" not in second[0] and "Bitmap" not in second[0], second[0]
+    holder.rollback()

@@ -59,9 +59,9 @@ QUEUE_PUBLIC = {
     "_pg_mq_ack_dispatch(bigint[],text)",  # and pg_mq_ack's, with its Python half:
     "_pg_mq_ack(text,bigint[])",
     "_pg_mq_send_batch_sql(text,oid,integer,integer,interval,integer,jsonb)",
-    "_pg_mq_get_sql(text,integer,boolean)",
-    "_pg_mq_read_sql(text,integer,interval,interval,boolean)",
-    "_pg_mq_pop_sql(text,integer,boolean)",
+    "_pg_mq_get_sql(text,integer,boolean,boolean)",
+    "_pg_mq_read_sql(text,integer,interval,interval,boolean,boolean)",
+    "_pg_mq_pop_sql(text,integer,boolean,boolean)",
     "pg_mq_notify_trigger()",
     # SECURITY DEFINER, public by design (README Permissions; sql/messages.sql)
     "_pg_mq_dead_letter(text,bigint[])",

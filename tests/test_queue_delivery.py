@@ -2,6 +2,7 @@
 
 import threading
 
+import pytest
 from helpers import drain_concurrently, drain_notifies, fails, wait_notifies
 
 
@@ -164,3 +165,40 @@ def test_direct_insert_by_a_privileged_user_also_notifies(connect):
     listener.execute('LISTEN "n"')
     db.execute("INSERT INTO pg_mq_queue_n (payload) VALUES ('raw')")
     assert len(wait_notifies(listener, 1)) == 1
+
+
+CLAIMS = {  # claim of %s messages -> its payloads in the order it returns them
+    "get": "SELECT payload FROM pg_mq_get_msg_text('q', %s)",
+    "pop": "SELECT payload FROM pg_mq_pop('q', %s)",
+    "read": "SELECT payload FROM pg_mq_read('q', %s, visibility_timeout => interval '1 minute')",
+    # the bytea forms: their Python half's statements, EXECUTEd by the wrapper itself
+    "get_bin": "SELECT convert_from(payload, 'UTF8') FROM pg_mq_get_msg_bin('q', %s)",
+    "pop_bin": "SELECT convert_from(payload, 'UTF8') FROM pg_mq_pop_bin('q', %s)",
+    "read_bin": "SELECT convert_from(payload, 'UTF8') FROM pg_mq_read_bin('q', %s)",
+}
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+@pytest.mark.parametrize("n", [1, 700, 1001])  # 1001: beyond the generated statements, the Python path
+def test_a_consumer_is_not_starved_by_others_holding_batches_open(connect, claim, n):
+    """Consumers that claim big batches and work on them in open transactions (the
+    original's way: get marks delivered in the caller's transaction) hold the oldest
+    messages locked. Another consumer must get the ready messages behind them, in
+    order, however many are held: it once looked only at the first n + 1,000 ready
+    messages and, when others held all of those, returned nothing (or too few) while
+    thousands waited."""
+    db = connect()
+    fill(db, n=6000)
+    holders = [connect(autocommit=False), connect(autocommit=False)]
+    held = [
+        holders[0].execute("SELECT payload FROM pg_mq_get_msg_text('q', 1000)").fetchall(),
+        holders[1].execute("SELECT payload FROM pg_mq_pop('q', 1000)").fetchall(),
+    ]
+    holders[0].execute("SELECT count(*) FROM pg_mq_get_msg_text('q', 500)")  # 2,500 held in all
+    assert [len(h) for h in held] == [1000, 1000]
+    got = [r[0] for r in db.execute(CLAIMS[claim], (n,))]
+    assert got == [f"m{i}" for i in range(2501, 2501 + n)]
+    for h in holders:
+        h.rollback()
+    # What they held is back, ahead of the rest.
+    assert [r[0] for r in db.execute(CLAIMS["get"], (3,))] == ["m1", "m2", "m3"]

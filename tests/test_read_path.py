@@ -103,9 +103,13 @@ def _nodes(plan):
 
 
 CLAIMS = {
-    "read": ("SELECT _pg_mq_read_sql('q', 1, '1 hour', NULL, true)", "int4, interval, timestamptz", "1, '1 hour'"),
-    "get": ("SELECT _pg_mq_get_sql('q', 1, true)", "int4, timestamptz", "1"),
-    "pop": ("SELECT _pg_mq_pop_sql('q', 1, true)", "int4, timestamptz", "1"),
+    "read": (
+        "SELECT _pg_mq_read_sql('q', 1, '1 hour', NULL, true, false)",
+        "int4, interval, timestamptz",
+        "1, '1 hour'",
+    ),
+    "get": ("SELECT _pg_mq_get_sql('q', 1, true, false)", "int4, timestamptz", "1"),
+    "pop": ("SELECT _pg_mq_pop_sql('q', 1, true, false)", "int4, timestamptz", "1"),
 }
 
 

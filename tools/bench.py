@@ -932,7 +932,7 @@ def _get_sql(admin: psycopg.Connection) -> str:
     """The claim pg_mq_get_msg_text runs on queue CHANNEL: $1 (how many) and $2 (its
     timestamp) written in, statement_timestamp() standing for the clock reading."""
     try:
-        sql = admin.execute("SELECT _pg_mq_get_sql(%s, %s, true)", (CHANNEL, BATCH)).fetchone()[0]
+        sql = admin.execute("SELECT _pg_mq_get_sql(%s, %s, true, false)", (CHANNEL, BATCH)).fetchone()[0]
     except psycopg.Error:
         return "SELECT 1 WHERE false"  # not installed: the case is skipped anyway
     return sql.replace("$1", str(BATCH)).replace("$2", "pg_catalog.statement_timestamp()")

@@ -114,7 +114,7 @@ def claim_buffers(conn: psycopg.Connection) -> tuple[int, float]:
     """Shared buffers (hit + read) and milliseconds of one pg_mq_read('q', 10) claim, rolled back."""
     conn.execute("BEGIN")
     try:
-        sql = conn.execute("SELECT _pg_mq_read_sql('q', 10, '30 seconds', NULL, true)").fetchone()[0]
+        sql = conn.execute("SELECT _pg_mq_read_sql('q', 10, '30 seconds', NULL, true, false)").fetchone()[0]
         conn.execute(f"PREPARE claim(int4, interval, timestamptz) AS {sql}")
         doc = conn.execute(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(10, '30 seconds', clock_timestamp())"

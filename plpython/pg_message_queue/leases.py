@@ -84,6 +84,7 @@ def read_sql(
     visibility_timeout: str | None,
     wait: str | None,
     as_text: bool,
+    beyond: bool = False,
 ) -> str:
     """SQL ($1 = n, $2 = visibility timeout, $3 = now) leasing up to ``n`` ready messages.
 
@@ -98,14 +99,14 @@ def read_sql(
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     _check_interval("wait", wait, allow_null=True)
     dead_letter_overdue(queue)
-    return read_statement(queue, as_text)
+    return read_statement(queue, as_text, beyond=beyond)
 
 
-def read_statement(queue: Queue, as_text: bool, generic: bool = False) -> str:
+def read_statement(queue: Queue, as_text: bool, generic: bool = False, beyond: bool = False, count: str = "$1") -> str:
     """read_sql's statement for ``queue``, without the call's checks (see get_statement)."""
     payload = payload_expr(queue, as_text)
     return (
-        f"WITH picked AS ({select_ready(queue, '$3', generic)}),"
+        f"WITH picked AS ({select_ready(queue, '$3', generic, beyond, count)}),"
         f" leased AS (UPDATE {queue.table} AS q"
         " SET visible_at = $3 + $2, read_count = q.read_count + 1"
         f" WHERE {PICKED} RETURNING q.*)"
@@ -181,18 +182,18 @@ def extend(channel: str | None, msg_ids: list[int] | None, visibility_timeout: s
     return sorted(r["msg_id"] for r in rows)
 
 
-def pop_sql(channel: str | None, n: int | None, as_text: bool) -> str:
+def pop_sql(channel: str | None, n: int | None, as_text: bool, beyond: bool = False) -> str:
     """SQL ($1 = n, $2 = now) reading and acknowledging at once: at-most-once, no lease."""
     queue = queues.get(channel)
     check_count(n)
     dead_letter_overdue(queue)
-    return pop_statement(queue, as_text)
+    return pop_statement(queue, as_text, beyond=beyond)
 
 
-def pop_statement(queue: Queue, as_text: bool, generic: bool = False) -> str:
+def pop_statement(queue: Queue, as_text: bool, generic: bool = False, beyond: bool = False, count: str = "$1") -> str:
     """pop_sql's statement for ``queue``, without the call's checks (see get_statement)."""
     payload = payload_expr(queue, as_text)
-    picked = f"WITH picked AS ({select_ready(queue, '$2', generic)})"
+    picked = f"WITH picked AS ({select_ready(queue, '$2', generic, beyond, count)})"
     if _retains(queue):
         change = (
             f"UPDATE {queue.table} AS q SET delivered_at = pg_catalog.clock_timestamp(),"

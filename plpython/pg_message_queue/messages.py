@@ -283,7 +283,7 @@ CANDIDATE_SLACK = 1000  # ready messages looked at beyond the n asked for, in ca
 GENERIC_MAX = 1000
 
 
-def select_ready(queue: Queue, now: str, generic: bool = False) -> str:
+def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = False, count: str = "$1") -> str:
     """SQL picking up to $1 ready messages in delivery order and locking them, and
     only them: what another consumer holds is skipped, never waited for.
 
@@ -299,6 +299,17 @@ def select_ready(queue: Queue, now: str, generic: bool = False) -> str:
     keeps the candidates' order the only order there is, so no plan can lock a
     candidate before the ones ahead of it.
 
+    ``beyond``: the claim's second statement, which the claim runs (in a new statement,
+    so with a new snapshot) only when the first locked fewer than asked for: others
+    hold most of the first candidates (consumers working on big batches in open
+    transactions). It walks on past them, unbounded but just as lazy: the same two
+    branches merged in delivery order, fenced (OFFSET 0) so that order is the one the
+    rows are locked in. So a claim is never short while unheld messages wait. ``count``
+    is the SQL of how many to lock ($1, or the dispatcher's variable for the rest). A
+    queue with fifo_group_header has none (it locks nothing): a claim takes at most one
+    message of a group, and the second statement would see the group heads the first one
+    took as gone and take the next of each group too.
+
     ``generic``: the statement is planned once and its plan reused (the generated
     dispatchers; $1 <= GENERIC_MAX there). Each branch's bound is then a constant
     (GENERIC_MAX + CANDIDATE_SLACK, never less than $1 + CANDIDATE_SLACK), so a
@@ -308,19 +319,23 @@ def select_ready(queue: Queue, now: str, generic: bool = False) -> str:
     # One order for every queue: on queues with priority_ordering off every
     # undelivered message has priority 0 (see keep_priority), so it is msg_id order.
     order = "priority DESC, msg_id"
-    bound = f"$1::pg_catalog.int8 + {CANDIDATE_SLACK}"
-    branch_bound = str(GENERIC_MAX + CANDIDATE_SLACK) if generic else bound
+    branch_bound = str(GENERIC_MAX + CANDIDATE_SLACK) if generic else f"{count}::pg_catalog.int8 + {CANDIDATE_SLACK}"
     branches = [queues.UNTOUCHED, f"{queues.SCHEDULED} AND visible_at <= {now}"]
-    candidates = " UNION ALL ".join(
-        f"(SELECT ctid AS tid, priority, msg_id FROM {queue.table} WHERE {where} ORDER BY {order} LIMIT {branch_bound})"
-        for where in branches
-    )
+
+    def candidates(limit: str) -> str:
+        return " UNION ALL ".join(
+            f"(SELECT ctid AS tid, priority, msg_id FROM {queue.table} WHERE {where} ORDER BY {order}{limit})"
+            for where in branches
+        )
+
     check = f"q.ctid = c.tid AND q.delivered_at IS NULL AND q.visible_at <= {now}"
     limit = queue.settings.max_deliveries
     if limit:
         # A setting checked when it was stored (1 .. 2^31-1), part of the queue's definition.
         check += f" AND q.read_count < {int(limit)}"
     group = queue.settings.fifo_group_header
+    if group and beyond:
+        return "SELECT NULL::pg_catalog.int8 AS msg_id WHERE false"
     if group:
         # Only the oldest undelivered message of a group may go out, and only
         # while it is ready, so a group never has two messages in flight.
@@ -333,11 +348,16 @@ def select_ready(queue: Queue, now: str, generic: bool = False) -> str:
             f" ORDER BY {key}, msg_id))"
         )
     outer = ", ".join(f"c.{column}" for column in order.split(", "))
+    lock = f"LATERAL (SELECT q.msg_id FROM {queue.table} AS q WHERE {check} FOR UPDATE SKIP LOCKED) AS l"
+    if beyond:
+        return (
+            f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates('')}) AS c"
+            f" ORDER BY {outer} OFFSET 0) AS c, {lock} ORDER BY {outer} LIMIT {count}"
+        )
+    bound = f"{count}::pg_catalog.int8 + {CANDIDATE_SLACK}"
     return (
-        f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates}) AS c"
-        f" ORDER BY {outer} LIMIT {bound}) AS c,"
-        f" LATERAL (SELECT q.msg_id FROM {queue.table} AS q WHERE {check} FOR UPDATE SKIP LOCKED) AS l"
-        f" ORDER BY {outer} LIMIT $1"
+        f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates(f' LIMIT {branch_bound}')}) AS c"
+        f" ORDER BY {outer} LIMIT {bound}) AS c, {lock} ORDER BY {outer} LIMIT {count}"
     )
 
 
@@ -347,21 +367,22 @@ def select_ready(queue: Queue, now: str, generic: bool = False) -> str:
 PICKED = "q.msg_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT picked.msg_id FROM picked))"
 
 
-def get_sql(channel: str | None, n: int | None, as_text: bool) -> str:
-    """SQL ($1 = n, $2 = now) claiming the ``n`` first ready messages and marking them delivered."""
+def get_sql(channel: str | None, n: int | None, as_text: bool, beyond: bool = False) -> str:
+    """SQL ($1 = n, $2 = now) claiming the ``n`` first ready messages and marking them
+    delivered (``beyond``: the claim's second statement, see select_ready)."""
     queue = queues.get(channel)
     check_count(n)
     dead_letter_overdue(queue)
-    return get_statement(queue, as_text)
+    return get_statement(queue, as_text, beyond=beyond)
 
 
-def get_statement(queue: Queue, as_text: bool, generic: bool = False) -> str:
+def get_statement(queue: Queue, as_text: bool, generic: bool = False, beyond: bool = False, count: str = "$1") -> str:
     """get_sql's statement for ``queue``, without the call's checks: what the generated
     claim dispatcher runs (queues.build_dispatch, ``generic``)."""
     payload = payload_expr(queue, as_text)
     order = ready_order(queue)
     return (
-        f"WITH picked AS ({select_ready(queue, '$2', generic)}),"
+        f"WITH picked AS ({select_ready(queue, '$2', generic, beyond, count)}),"
         " done AS ("
         f" UPDATE {queue.table} AS q SET delivered_at = pg_catalog.now(), read_count = q.read_count + 1"
         f" WHERE {PICKED}"

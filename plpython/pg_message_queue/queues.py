@@ -367,6 +367,16 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
     schema = _db.schema()
     positive = "$1 OPERATOR(pg_catalog.>) 0"
     claim = f"{positive} AND $1 OPERATOR(pg_catalog.<=) {messages.GENERIC_MAX}"
+    # A claim that locked fewer than asked for runs its second statement for the rest:
+    # unbounded, past what others hold, with a new snapshot (messages.select_ready).
+    got = "pg_mq_got"
+    short = f"{got} OPERATOR(pg_catalog.<) $1"
+    rest = f"($1 OPERATOR(pg_catalog.-) {got})::pg_catalog.int4"
+
+    def then_rest(first: str, rest_sql: str) -> str:
+        counted = f"GET DIAGNOSTICS {got} = ROW_COUNT;"
+        return f"RETURN QUERY {first}; {counted} IF {short} THEN RETURN QUERY {rest_sql}; END IF;"
+
     for name, args, returns, key, checks, statement, fallback, which in (
         (
             "_pg_mq_get_dispatch",
@@ -374,8 +384,8 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
             f"SETOF {schema}.pg_mq_msg_text",
             "$3",
             claim,
-            lambda q: messages.get_statement(q, True, generic=True),
-            f"EXECUTE {schema}._pg_mq_get_sql($3, $1, true) USING $1, $2",
+            lambda q, **rest_of: messages.get_statement(q, True, generic=True, **rest_of),
+            f"EXECUTE {schema}._pg_mq_get_sql($3, %s, true, %s) USING %s, $2",
             claimable,
         ),
         (
@@ -384,8 +394,8 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
             f"SETOF {schema}.pg_mq_leased",
             "$3",
             claim,
-            lambda q: leases.pop_statement(q, True, generic=True),
-            f"EXECUTE {schema}._pg_mq_pop_sql($3, $1, true) USING $1, $2",
+            lambda q, **rest_of: leases.pop_statement(q, True, generic=True, **rest_of),
+            f"EXECUTE {schema}._pg_mq_pop_sql($3, %s, true, %s) USING %s, $2",
             claimable,
         ),
         (
@@ -395,8 +405,8 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
             "$4",
             f"{claim} AND pg_catalog.date_part('epoch', $2) OPERATOR(pg_catalog.>) 0"
             " AND ($5 IS NULL OR pg_catalog.date_part('epoch', $5) OPERATOR(pg_catalog.>=) 0)",
-            lambda q: leases.read_statement(q, True, generic=True),
-            f"EXECUTE {schema}._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3",
+            lambda q, **rest_of: leases.read_statement(q, True, generic=True, **rest_of),
+            f"EXECUTE {schema}._pg_mq_read_sql($4, %s, $2, $5, true, %s) USING %s, $2, $3",
             claimable,
         ),
         (
@@ -410,8 +420,21 @@ def _build_claim_dispatch(known: list[Queue]) -> None:
             list(queues),
         ),
     ):
-        tree = _dispatch_tree(which, key, lambda c, stmt=statement: f"RETURN QUERY {stmt(queues[c])}; RETURN;")
-        body = f"BEGIN IF {checks} THEN {tree} END IF; RETURN QUERY {fallback}; END"
+        if name == "_pg_mq_ack_dispatch":
+            tree = _dispatch_tree(which, key, lambda c, stmt=statement: f"RETURN QUERY {stmt(queues[c])}; RETURN;")
+            body = f"BEGIN IF {checks} THEN {tree} END IF; RETURN QUERY {fallback}; END"
+        else:
+            tree = _dispatch_tree(
+                which,
+                key,
+                lambda c, stmt=statement: (
+                    f"RETURN QUERY {stmt(queues[c])}; RETURN;"
+                    if queues[c].settings.fifo_group_header  # no second statement (select_ready)
+                    else then_rest(stmt(queues[c]), stmt(queues[c], beyond=True, count=rest)) + " RETURN;"
+                ),
+            )
+            python = then_rest(fallback % ("$1", "false", "$1"), fallback % (rest, "true", rest))
+            body = f"DECLARE {got} pg_catalog.int8; BEGIN IF {checks} THEN {tree} END IF; {python} END"
         # Pinned, unlike the send dispatchers: a claim's cost dwarfs the SET clauses'.
         _db.ddl(
             f"CREATE OR REPLACE FUNCTION {schema}.{name}{args} RETURNS {returns} LANGUAGE plpgsql"

@@ -248,16 +248,20 @@ COMMENT ON FUNCTION pg_mq_send_batch(text, anyarray, interval, integer, jsonb) I
 -- that claims the messages ($1 = how many); PL/pgSQL runs it, so the rows go to
 -- the client without becoming Python objects. $2 is the time the claim counts
 -- as now: one value per statement, so due times are index conditions.
-CREATE OR REPLACE FUNCTION _pg_mq_get_sql(in_channel text, in_num_msgs integer, in_as_text boolean)
+-- in_beyond: the claim's second statement, run (with a new snapshot) for the rest
+-- when the first locked fewer than asked for: it walks past what others hold.
+CREATE OR REPLACE FUNCTION _pg_mq_get_sql(
+    in_channel text, in_num_msgs integer, in_as_text boolean, in_beyond boolean
+)
 RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.messages.get_sql(in_channel, in_num_msgs, in_as_text)
+return pgmq.messages.get_sql(in_channel, in_num_msgs, in_as_text, in_beyond)
 $python$;
-COMMENT ON FUNCTION _pg_mq_get_sql(text, integer, boolean) IS
-'Internal: checks a pg_mq_get_msg_* call and returns the SQL that runs it.';
+COMMENT ON FUNCTION _pg_mq_get_sql(text, integer, boolean, boolean) IS
+'Internal: checks a pg_mq_get_msg_* call and returns the SQL that runs it (in_beyond: the second statement, for the rest).';
 
 -- Claim the in_num_msgs oldest ready messages, payload as text.
 -- jit = off (here and in every claim): a claim touches a few hundred rows, but
@@ -289,16 +293,29 @@ $$;
 COMMENT ON FUNCTION pg_mq_get_msg_text(name, bigint) IS
 'Return up to in_num_msgs undelivered messages of queue in_channel (oldest first, payload as text) and mark them delivered in this transaction; SKIP LOCKED, so consumers never wait or share. A bytea payload comes as its text form (\\x...).';
 
--- Claim the in_num_msgs oldest ready messages, payload as bytea.
+-- Claim the in_num_msgs oldest ready messages, payload as bytea. Sequential and
+-- bitmap scans off, as in the claim dispatchers: a short claim's second statement
+-- walks its candidates unbounded, and only an index walk keeps that lazy (planned
+-- with them on, it sorted every ready message first).
 CREATE OR REPLACE FUNCTION pg_mq_get_msg_bin(in_channel name, in_num_msgs integer)
 RETURNS SETOF @extschema@.pg_mq_msg_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 SET jit = off
 AS $$
+DECLARE
+    got bigint;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, false)
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, false, false)
     USING in_num_msgs, clock_timestamp();
+    -- Short: others hold the first candidates; the rest from past them.
+    GET DIAGNOSTICS got = ROW_COUNT;
+    IF got < in_num_msgs THEN
+        RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs - got::integer, false, true)
+        USING in_num_msgs - got::integer, clock_timestamp();
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION pg_mq_get_msg_bin(name, integer) IS

@@ -4,17 +4,17 @@
 -- Python half of pg_mq_read: checks the call, dead-letters what is due, and
 -- returns the SQL that leases ($1 = n, $2 = visibility timeout, $3 = now).
 CREATE OR REPLACE FUNCTION _pg_mq_read_sql(
-    in_channel text, n integer, visibility_timeout interval, wait interval, in_as_text boolean
+    in_channel text, n integer, visibility_timeout interval, wait interval, in_as_text boolean, in_beyond boolean
 )
 RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.leases.read_sql(in_channel, n, visibility_timeout, wait, in_as_text)
+return pgmq.leases.read_sql(in_channel, n, visibility_timeout, wait, in_as_text, in_beyond)
 $python$;
-COMMENT ON FUNCTION _pg_mq_read_sql(text, integer, interval, interval, boolean) IS
-'Internal: checks a pg_mq_read call and returns the SQL that runs it.';
+COMMENT ON FUNCTION _pg_mq_read_sql(text, integer, interval, interval, boolean, boolean) IS
+'Internal: checks a pg_mq_read call and returns the SQL that runs it (in_beyond: the second statement, for the rest; see _pg_mq_get_sql).';
 
 -- Lease up to n ready messages for visibility_timeout; wait long-polls
 -- (polling every 10 ms, backing off to 100 ms).
@@ -48,7 +48,8 @@ $$;
 COMMENT ON FUNCTION pg_mq_read(text, integer, interval, interval) IS
 'Lease up to n ready messages of queue in_channel (priority, then oldest first), hidden from others for visibility_timeout; read_count counts deliveries. wait => interval long-polls until a message is ready. Payload as text.';
 
--- pg_mq_read with the payload as bytea (any queue, bytea queues included).
+-- pg_mq_read with the payload as bytea (any queue, bytea queues included; scans as
+-- in pg_mq_get_msg_bin).
 CREATE OR REPLACE FUNCTION pg_mq_read_bin(
     in_channel text,
     n integer DEFAULT 1,
@@ -58,16 +59,29 @@ CREATE OR REPLACE FUNCTION pg_mq_read_bin(
 RETURNS SETOF @extschema@.pg_mq_leased_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 SET jit = off
 AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
     pause float8 := 0.01;
+    got bigint;
+    more bigint;
 BEGIN
     LOOP
-        RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, false)
+        RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, false, false)
         USING n, visibility_timeout, clock_timestamp();
-        EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
+        -- Short: others hold the first candidates; the rest from past them.
+        GET DIAGNOSTICS got = ROW_COUNT;
+        IF got < n THEN
+            RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(
+                in_channel, n - got::integer, visibility_timeout, wait, false, true
+            ) USING n - got::integer, visibility_timeout, clock_timestamp();
+            GET DIAGNOSTICS more = ROW_COUNT;
+            got := got + more;
+        END IF;
+        EXIT WHEN got > 0 OR wait IS NULL OR clock_timestamp() >= deadline;
         PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
         pause := least(pause * 2, 0.1);
     END LOOP;
@@ -145,16 +159,16 @@ COMMENT ON FUNCTION pg_mq_extend(text, bigint[], interval) IS
 'Extend the lease of in-flight msg_ids of queue in_channel to now + visibility_timeout. Returns the ids extended (expired leases are not revived).';
 
 -- Python half of pg_mq_pop: checks the call and returns the SQL ($1 = n, $2 = now).
-CREATE OR REPLACE FUNCTION _pg_mq_pop_sql(in_channel text, n integer, in_as_text boolean)
+CREATE OR REPLACE FUNCTION _pg_mq_pop_sql(in_channel text, n integer, in_as_text boolean, in_beyond boolean)
 RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PROLOGUE#
-return pgmq.leases.pop_sql(in_channel, n, in_as_text)
+return pgmq.leases.pop_sql(in_channel, n, in_as_text, in_beyond)
 $python$;
-COMMENT ON FUNCTION _pg_mq_pop_sql(text, integer, boolean) IS
-'Internal: checks a pg_mq_pop call and returns the SQL that runs it.';
+COMMENT ON FUNCTION _pg_mq_pop_sql(text, integer, boolean, boolean) IS
+'Internal: checks a pg_mq_pop call and returns the SQL that runs it (in_beyond: the second statement, for the rest; see _pg_mq_get_sql).';
 
 -- Read and acknowledge at once.
 CREATE OR REPLACE FUNCTION pg_mq_pop(in_channel text, n integer DEFAULT 1)
@@ -172,15 +186,25 @@ $$;
 COMMENT ON FUNCTION pg_mq_pop(text, integer) IS
 'Take up to n ready messages of queue in_channel and acknowledge them in the same statement (at-most-once; a rollback returns them). Payload as text.';
 
--- pg_mq_pop with the payload as bytea.
+-- pg_mq_pop with the payload as bytea (scans as in pg_mq_get_msg_bin).
 CREATE OR REPLACE FUNCTION pg_mq_pop_bin(in_channel text, n integer DEFAULT 1)
 RETURNS SETOF @extschema@.pg_mq_leased_bin
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 SET jit = off
 AS $$
+DECLARE
+    got bigint;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false) USING n, clock_timestamp();
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false, false) USING n, clock_timestamp();
+    -- Short: others hold the first candidates; the rest from past them.
+    GET DIAGNOSTICS got = ROW_COUNT;
+    IF got < n THEN
+        RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n - got::integer, false, true)
+        USING n - got::integer, clock_timestamp();
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION pg_mq_pop_bin(text, integer) IS

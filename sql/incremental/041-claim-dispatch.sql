@@ -16,8 +16,14 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET jit = off
 AS $$
+DECLARE
+    got bigint;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql($3, $1, true) USING $1, $2;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql($3, $1, true, false) USING $1, $2;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    IF got < $1 THEN
+        RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql($3, $1 - got::integer, true, true) USING $1 - got::integer, $2;
+    END IF;
 END
 $$;
 
@@ -30,8 +36,14 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET jit = off
 AS $$
+DECLARE
+    got bigint;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql($3, $1, true) USING $1, $2;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql($3, $1, true, false) USING $1, $2;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    IF got < $1 THEN
+        RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql($3, $1 - got::integer, true, true) USING $1 - got::integer, $2;
+    END IF;
 END
 $$;
 
@@ -44,8 +56,14 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET jit = off
 AS $$
+DECLARE
+    got bigint;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql($4, $1, $2, $5, true) USING $1, $2, $3;
+    RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql($4, $1, $2, $5, true, false) USING $1, $2, $3;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    IF got < $1 THEN
+        RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql($4, $1 - got::integer, $2, $5, true, true) USING $1 - got::integer, $2, $3;
+    END IF;
 END
 $$;
 
