@@ -364,3 +364,54 @@ def test_a_short_claims_second_statement_walks_the_indexes_too(connect, claim):
     assert "Index Scan using pg_mq_queue_q_priority_msg_id_idx" in second[0], second[0]
     assert "Seq Scan" not in second[0] and "Bitmap" not in second[0], second[0]
     holder.rollback()
+
+
+FIFO_INDEX = (
+    "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+    " WHERE i.indrelid = 'pg_mq_queue_q'::regclass AND c.relname LIKE 'pg_mq_fifo_%'"
+)
+
+
+def test_fifo_groups_get_an_index_that_follows_the_setting(db):
+    """fifo_group_header gives the queue table an index of its waiting messages by group
+    (claims probe it); another key replaces it, unsetting drops it, and other settings
+    leave it alone (building it reads the whole table)."""
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    assert db.execute(FIFO_INDEX).fetchall() == []
+    db.execute("SELECT pg_mq_set_queue_config('q', 'fifo_group_header', 'g')")
+    [(name, mark)] = db.execute(FIFO_INDEX).fetchall()
+    assert mark == "pg_mq fifo_group_header: g"
+    db.execute("SELECT pg_mq_set_queue_config('q', 'retention', '1 hour')")
+    assert db.execute(FIFO_INDEX).fetchall() == [(name, mark)]
+    db.execute("SELECT pg_mq_set_queue_config('q', 'fifo_group_header', 'tenant')")
+    [(other, mark)] = db.execute(FIFO_INDEX).fetchall()
+    assert (other != name, mark) == (True, "pg_mq fifo_group_header: tenant")
+    db.execute("UPDATE pg_mq_config_catalog SET settings = settings - 'fifo_group_header' WHERE channel = 'q'")
+    assert db.execute(FIFO_INDEX).fetchall() == []  # by hand too (the catalog's trigger)
+
+
+def test_a_fifo_claim_probes_the_group_index_instead_of_reading_every_waiting_message(db):
+    """Whether a message heads its group is one probe of the group index per candidate:
+    a claim no longer computes the heads of all groups from every waiting message
+    (about 60 ms a claim with 50,000 waiting in 1,000 groups), on either path."""
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("SELECT pg_mq_set_queue_config('q', 'fifo_group_header', 'g')")
+    db.execute(
+        "INSERT INTO pg_mq_queue_q (payload, headers)"
+        " SELECT 'm' || g, jsonb_build_object('g', 'grp' || (g % 1000)) FROM generate_series(1, 20000) g"
+    )
+    db.execute("VACUUM ANALYZE pg_mq_queue_q")
+    for claim, payloads in (
+        ("pg_mq_read('q', 3)", ["m1", "m2", "m3"]),
+        ("pg_mq_get_msg_text('q', 3)", ["m4", "m5", "m6"]),
+        ("pg_mq_pop_bin('q', 3)", [b"m7", b"m8", b"m9"]),
+    ):
+        plans, rows = plans_of(db, f"SELECT payload FROM {claim}")
+        assert [r[0] for r in rows] == payloads
+        assert plans and all("pg_mq_fifo_" in p and "Seq Scan" not in p for p in plans), plans
+    # The heads are the heads. m1001..m1003 wait for m1..m3 (leased); m1004..m1009 are
+    # their groups' heads now (m4..m9 delivered or popped); m1010 on wait for m10..,
+    # taken in the same claim.
+    rows = db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 1000)").fetchall()
+    want = [f"m{i}" for i in range(10, 1001)] + [f"m{i}" for i in range(1004, 1010)]
+    assert [r[0] for r in rows] == want

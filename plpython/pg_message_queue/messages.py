@@ -336,11 +336,24 @@ def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = F
     group = queue.settings.fifo_group_header
     if group and beyond:
         return "SELECT NULL::pg_catalog.int8 AS msg_id WHERE false"
-    if group:
+    if group and queues.fifo_index(queue) == group:
         # Only the oldest undelivered message of a group may go out, and only
         # while it is ready, so a group never has two messages in flight.
         # A message sent with a delay joins its group's order when it is due, so a
-        # sender cannot hold a group back with a long delay.
+        # sender cannot hold a group back with a long delay. One probe of the
+        # queue's group index (queues.ensure_fifo_index): is an older one waiting?
+        def key_of(alias: str) -> str:
+            return f"({alias}.headers OPERATOR(pg_catalog.->>) {_db.literal(group)})"
+
+        check += (
+            f" AND ({key_of('q')} IS NULL OR NOT EXISTS (SELECT FROM {queue.table} AS o"
+            f" WHERE {key_of('o')} OPERATOR(pg_catalog.=) {key_of('q')} AND o.msg_id < q.msg_id"
+            f" AND o.delivered_at IS NULL AND {key_of('o')} IS NOT NULL"
+            f" AND NOT (o.read_count = 0 AND o.visible_at > {now})))"
+        )
+    elif group:
+        # The same without the index (a queue whose index was dropped by hand): the
+        # heads of all groups, from every waiting message.
         key = f"(headers ->> {_db.literal(group)})"
         check += (
             f" AND ((q.{key[1:]} IS NULL OR q.msg_id IN (SELECT DISTINCT ON ({key}) msg_id FROM {queue.table}"

@@ -568,6 +568,49 @@ def table_exists(queue: Queue) -> bool:
     return bool(_db.run("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS ok", ("text",), (queue.table,))[0]["ok"])
 
 
+# The comment that marks a queue table's fifo group index, with the header key it serves.
+_FIFO_MARK = "pg_mq fifo_group_header: "
+
+
+def fifo_index(queue: Queue) -> str | None:
+    """The header key that ``queue``'s fifo group index serves, or None without one."""
+    rows = _db.run(
+        "SELECT pg_catalog.obj_description(i.indexrelid, 'pg_class') AS mark FROM pg_catalog.pg_index i"
+        " WHERE i.indrelid = pg_catalog.to_regclass($1) AND"
+        " pg_catalog.starts_with(pg_catalog.obj_description(i.indexrelid, 'pg_class'), $2)",
+        ("text", "text"),
+        (queue.table, _FIFO_MARK),
+    )
+    return rows[0]["mark"][len(_FIFO_MARK) :] if rows else None
+
+
+def ensure_fifo_index(queue: Queue) -> None:
+    """Give a queue with fifo_group_header an index of its waiting messages by group and
+    msg_id, so a claim finds whether a message heads its group with one index probe
+    (messages.select_ready) instead of reading every waiting message; drop it when the
+    setting goes or changes. Only when the setting changes: building it reads the table."""
+    group = queue.settings.fifo_group_header
+    have = fifo_index(queue)
+    if have == group or not table_exists(queue):
+        return
+    if have is not None:
+        for row in _db.run(
+            "SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text AS name FROM pg_catalog.pg_index i"
+            " WHERE i.indrelid = pg_catalog.to_regclass($1)"
+            " AND pg_catalog.obj_description(i.indexrelid, 'pg_class') = $2",
+            ("text", "text"),
+            (queue.table, _FIFO_MARK + have),
+        ):
+            _db.ddl(f"DROP INDEX {row['name']}")
+    if group is None:
+        return
+    key = f"(headers OPERATOR(pg_catalog.->>) {_db.literal(group)})"  # as messages.select_ready's probe
+    digest = hashlib.sha256(f"{queue.table}\0{group}".encode()).hexdigest()[:40]
+    name = _db.ident(f"pg_mq_fifo_{digest}")
+    _db.ddl(f"CREATE INDEX {name} ON {queue.table} ({key}, msg_id) WHERE delivered_at IS NULL AND {key} IS NOT NULL")
+    _db.ddl(f"COMMENT ON INDEX {_db.schema()}.{name} IS {_db.literal(_FIFO_MARK + group)}")  # queue tables' schema
+
+
 def rebuild_triggers() -> int:
     """Recreate every queue's notify trigger (after a restore); returns how many."""
     _db.ddl(f"LOCK TABLE {_catalog()} IN SHARE ROW EXCLUSIVE MODE")  # see build_dispatch
@@ -579,6 +622,7 @@ def rebuild_triggers() -> int:
             continue
         _db.ddl(f"DROP TRIGGER IF EXISTS pg_mq_notify ON {queue.table}")
         _create_trigger(queue.table, queue.channel, queue.settings.notify)
+        ensure_fifo_index(queue)
         build_send_function(queue)
         done += 1
     build_dispatch()
@@ -604,6 +648,7 @@ def catalog_changed(old: dict[str, Any], new: dict[str, Any] | None) -> None:
     if new is not None:
         queue = find(new["channel"])
         if queue is not None:
+            ensure_fifo_index(queue)
             build_send_function(queue)
     build_dispatch()  # the claim dispatchers hold the queues' statements
 
