@@ -415,3 +415,38 @@ def test_a_fifo_claim_probes_the_group_index_instead_of_reading_every_waiting_me
     rows = db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 1000)").fetchall()
     want = [f"m{i}" for i in range(10, 1001)] + [f"m{i}" for i in range(1004, 1010)]
     assert [r[0] for r in rows] == want
+
+
+def test_a_group_value_longer_than_an_index_entry_still_sends_and_groups(db):
+    """The group index holds the md5 of a group's value: a header value of any length
+    (here 6,000 bytes, more than a btree entry may hold) still sends, and its group still
+    has one message in flight; setting the header on a queue already holding such a
+    message builds the index."""
+    big = "x" * 6000
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    for payload in ("b1", "b2"):
+        db.execute(
+            "SELECT pg_mq_send_message('q', %s::text, headers => jsonb_build_object('g', %s::text))", (payload, big)
+        )
+    db.execute("SELECT pg_mq_set_queue_config('q', 'fifo_group_header', 'g')")
+    assert len(db.execute(FIFO_INDEX).fetchall()) == 1
+    db.execute("SELECT pg_mq_send_batch('q', ARRAY['b3', 'b4'], headers => jsonb_build_object('g', %s::text))", (big,))
+    db.execute("SELECT pg_mq_send_message('q', 'c1'::text, headers => '{\"g\": \"c\"}')")
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_read('q', 10)")] == ["b1", "c1"]
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_read_bin('q', 10)")] == []
+
+
+def test_a_queue_renamed_by_hand_and_a_new_one_of_its_name_both_get_group_indexes(db):
+    """The group index is named by the table's oid, so a table renamed by hand keeps its
+    index and a new queue of the old name gets one of its own."""
+    db.execute("SELECT pg_mq_create_queue('ra', 'text')")
+    db.execute("SELECT pg_mq_set_queue_config('ra', 'fifo_group_header', 'g')")
+    db.execute("ALTER TABLE pg_mq_queue_ra RENAME TO pg_mq_queue_rb")
+    db.execute("UPDATE pg_mq_config_catalog SET channel = 'rb', table_name = 'pg_mq_queue_rb' WHERE channel = 'ra'")
+    db.execute("SELECT pg_mq_create_queue('ra', 'text')")
+    db.execute("SELECT pg_mq_set_queue_config('ra', 'fifo_group_header', 'g')")
+    marks = db.execute(
+        "SELECT i.indrelid::regclass::text, obj_description(i.indexrelid, 'pg_class') FROM pg_index i"
+        " WHERE obj_description(i.indexrelid, 'pg_class') LIKE 'pg_mq fifo%' ORDER BY 1"
+    ).fetchall()
+    assert marks == [("pg_mq_queue_ra", "pg_mq fifo_group_header: g"), ("pg_mq_queue_rb", "pg_mq fifo_group_header: g")]

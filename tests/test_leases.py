@@ -234,3 +234,20 @@ def test_leased_and_delayed_messages_leave_the_ready_index(db):
     assert "priority_msg_id_idx" in plan and "Filter" not in plan
     # The next read skips no leased row: it gets the 100 ready ones straight away.
     assert [r[2] for r in read(db, 200)] == [f"m{i}" for i in range(901, 1001)]
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "SELECT msg_id FROM pg_mq_read('q', 10, '1 microsecond')",
+        "SELECT msg_id FROM pg_mq_read_bin('q', 10, '1 microsecond')",
+        "SELECT msg_id FROM pg_mq_read_bin('q', 10, '1 microsecond', wait => '1 second')",
+    ],
+)
+def test_a_short_read_never_leases_a_message_twice(db, claim):
+    """A short claim runs a second statement for the rest: it must count time as the
+    first did, or a lease shorter than the gap between them (here a microsecond) would
+    be due again and the same messages come back twice in one call."""
+    make(db, n=3)
+    ids = [r[0] for r in db.execute(claim)]
+    assert len(ids) == 3 and len(set(ids)) == 3, ids

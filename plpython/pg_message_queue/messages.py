@@ -341,15 +341,15 @@ def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = F
         # while it is ready, so a group never has two messages in flight.
         # A message sent with a delay joins its group's order when it is due, so a
         # sender cannot hold a group back with a long delay. One probe of the
-        # queue's group index (queues.ensure_fifo_index): is an older one waiting?
-        def key_of(alias: str) -> str:
-            return f"({alias}.headers OPERATOR(pg_catalog.->>) {_db.literal(group)})"
-
+        # queue's group index (queues.ensure_fifo_index), backwards from the
+        # candidate: the waiting message just before it in its group, if any.
+        q_key, o_key = queues.fifo_key(group, "q"), queues.fifo_key(group, "o")
         check += (
-            f" AND ({key_of('q')} IS NULL OR NOT EXISTS (SELECT FROM {queue.table} AS o"
-            f" WHERE {key_of('o')} OPERATOR(pg_catalog.=) {key_of('q')} AND o.msg_id < q.msg_id"
-            f" AND o.delivered_at IS NULL AND {key_of('o')} IS NOT NULL"
-            f" AND NOT (o.read_count = 0 AND o.visible_at > {now})))"
+            f" AND ({q_key} IS NULL OR (SELECT o.msg_id FROM {queue.table} AS o"
+            f" WHERE pg_catalog.md5({o_key}) OPERATOR(pg_catalog.=) pg_catalog.md5({q_key})"
+            f" AND o.msg_id < q.msg_id AND o.delivered_at IS NULL AND {o_key} IS NOT NULL"
+            f" AND {o_key} OPERATOR(pg_catalog.=) {q_key}"
+            f" AND NOT (o.read_count = 0 AND o.visible_at > {now}) ORDER BY o.msg_id DESC LIMIT 1) IS NULL)"
         )
     elif group:
         # The same without the index (a queue whose index was dropped by hand): the

@@ -584,11 +584,19 @@ def fifo_index(queue: Queue) -> str | None:
     return rows[0]["mark"][len(_FIFO_MARK) :] if rows else None
 
 
+def fifo_key(group: str, alias: str = "") -> str:
+    """SQL of the group of a message (``alias``'s): its header ``group``'s value as text."""
+    column = f"{alias}.headers" if alias else "headers"
+    return f"({column} OPERATOR(pg_catalog.->>) {_db.literal(group)})"
+
+
 def ensure_fifo_index(queue: Queue) -> None:
     """Give a queue with fifo_group_header an index of its waiting messages by group and
     msg_id, so a claim finds whether a message heads its group with one index probe
     (messages.select_ready) instead of reading every waiting message; drop it when the
-    setting goes or changes. Only when the setting changes: building it reads the table."""
+    setting goes or changes. Only when the setting changes: building it reads the table.
+    The group is indexed by its md5 (a header value can be longer than a btree entry may
+    be); the probe compares the value itself too."""
     group = queue.settings.fifo_group_header
     have = fifo_index(queue)
     if have == group or not table_exists(queue):
@@ -604,10 +612,14 @@ def ensure_fifo_index(queue: Queue) -> None:
             _db.ddl(f"DROP INDEX {row['name']}")
     if group is None:
         return
-    key = f"(headers OPERATOR(pg_catalog.->>) {_db.literal(group)})"  # as messages.select_ready's probe
-    digest = hashlib.sha256(f"{queue.table}\0{group}".encode()).hexdigest()[:40]
-    name = _db.ident(f"pg_mq_fifo_{digest}")
-    _db.ddl(f"CREATE INDEX {name} ON {queue.table} ({key}, msg_id) WHERE delivered_at IS NULL AND {key} IS NOT NULL")
+    key = fifo_key(group)
+    oid = _db.run("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8 AS n", ("text",), (queue.table,))
+    # Named by the table's oid (a table renamed by hand keeps it) and the key.
+    name = _db.ident(f"pg_mq_fifo_{oid[0]['n']}_{hashlib.sha256(group.encode()).hexdigest()[:16]}")
+    _db.ddl(
+        f"CREATE INDEX {name} ON {queue.table} (pg_catalog.md5({key}), msg_id)"
+        f" WHERE delivered_at IS NULL AND {key} IS NOT NULL"
+    )
     _db.ddl(f"COMMENT ON INDEX {_db.schema()}.{name} IS {_db.literal(_FIFO_MARK + group)}")  # queue tables' schema
 
 

@@ -306,15 +306,17 @@ SET enable_bitmapscan = off
 SET jit = off
 AS $$
 DECLARE
+    claim_time timestamptz := clock_timestamp();
     got bigint;
 BEGIN
     RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs, false, false)
-    USING in_num_msgs, clock_timestamp();
-    -- Short: others hold the first candidates; the rest from past them.
+    USING in_num_msgs, claim_time;
+    -- Short: others hold the first candidates; the rest from past them, at the same
+    -- time (so what the first statement took is not due again).
     GET DIAGNOSTICS got = ROW_COUNT;
     IF got < in_num_msgs THEN
         RETURN QUERY EXECUTE @extschema@._pg_mq_get_sql(in_channel, in_num_msgs - got::integer, false, true)
-        USING in_num_msgs - got::integer, clock_timestamp();
+        USING in_num_msgs - got::integer, claim_time;
     END IF;
 END
 $$;

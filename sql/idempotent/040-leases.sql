@@ -66,18 +66,21 @@ AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
     pause float8 := 0.01;
+    claim_time timestamptz;
     got bigint;
     more bigint;
 BEGIN
     LOOP
+        claim_time := clock_timestamp();
         RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(in_channel, n, visibility_timeout, wait, false, false)
-        USING n, visibility_timeout, clock_timestamp();
-        -- Short: others hold the first candidates; the rest from past them.
+        USING n, visibility_timeout, claim_time;
+        -- Short: others hold the first candidates; the rest from past them, at the
+        -- same time (what the first statement leased must not be due again).
         GET DIAGNOSTICS got = ROW_COUNT;
         IF got < n THEN
             RETURN QUERY EXECUTE @extschema@._pg_mq_read_sql(
                 in_channel, n - got::integer, visibility_timeout, wait, false, true
-            ) USING n - got::integer, visibility_timeout, clock_timestamp();
+            ) USING n - got::integer, visibility_timeout, claim_time;
             GET DIAGNOSTICS more = ROW_COUNT;
             got := got + more;
         END IF;
@@ -196,14 +199,15 @@ SET enable_bitmapscan = off
 SET jit = off
 AS $$
 DECLARE
+    claim_time timestamptz := clock_timestamp();
     got bigint;
 BEGIN
-    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false, false) USING n, clock_timestamp();
-    -- Short: others hold the first candidates; the rest from past them.
+    RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n, false, false) USING n, claim_time;
+    -- Short: others hold the first candidates; the rest from past them (same time).
     GET DIAGNOSTICS got = ROW_COUNT;
     IF got < n THEN
         RETURN QUERY EXECUTE @extschema@._pg_mq_pop_sql(in_channel, n - got::integer, false, true)
-        USING n - got::integer, clock_timestamp();
+        USING n - got::integer, claim_time;
     END IF;
 END
 $$;
