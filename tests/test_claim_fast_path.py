@@ -450,3 +450,23 @@ def test_a_queue_renamed_by_hand_and_a_new_one_of_its_name_both_get_group_indexe
         " WHERE obj_description(i.indexrelid, 'pg_class') LIKE 'pg_mq fifo%' ORDER BY 1"
     ).fetchall()
     assert marks == [("pg_mq_queue_ra", "pg_mq fifo_group_header: g"), ("pg_mq_queue_rb", "pg_mq fifo_group_header: g")]
+
+
+def test_a_fifo_queue_without_its_group_index_still_groups_and_rebuild_restores_it(db):
+    """A fifo queue whose group index is missing (dropped by hand, or from a version that
+    had none) still gives one message per group, whichever path claims; and
+    pg_mq_rebuild_triggers(), the step after an upgrade or a restore, builds the index."""
+    db.execute("SELECT pg_mq_create_queue('q', 'text')")
+    db.execute("SELECT pg_mq_set_queue_config('q', 'fifo_group_header', 'g')")
+    [(name, _mark)] = db.execute(FIFO_INDEX).fetchall()
+    db.execute(f'DROP INDEX "{name}"')
+    for payload, group in (("a1", "a"), ("a2", "a"), ("b1", "b"), ("a3", "a"), ("b2", "b")):
+        db.execute(
+            "SELECT pg_mq_send_message('q', %s::text, headers => jsonb_build_object('g', %s::text))", (payload, group)
+        )
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_read('q', 10)")] == ["a1", "b1"]
+    db.execute("SELECT pg_mq_ack('q', ARRAY(SELECT msg_id FROM pg_mq_queue_q WHERE payload IN ('a1', 'b1')))")
+    assert [bytes(r[0]) for r in db.execute("SELECT payload FROM pg_mq_pop_bin('q', 10)")] == [b"a2", b"b2"]
+    db.execute("SELECT pg_mq_rebuild_triggers()")
+    assert [m for _n, m in db.execute(FIFO_INDEX).fetchall()] == ["pg_mq fifo_group_header: g"]
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 10)")] == ["a3"]
