@@ -441,15 +441,18 @@ def finish(pending: Pending, timeout: float) -> list[Outcome]:
         if pending.error is not None:
             raise pending.error
         if sent:
+            # Every tag of the batch, not just the last: a broker confirms out of order
+            # (an unroutable message at once, a persistent one routed to a durable queue
+            # once it is written), and the batch's tags are consecutive, so the floor of
+            # settled tags reaching the last one means all are settled.
             last = sent[-1]
-            settled = link.settled
             deadline = time.monotonic() + timeout
             timer = link.connection._impl._adapter_call_later(timeout, lambda: None)
             try:
-                link.channel._flush_output(lambda: last in settled or time.monotonic() >= deadline)
+                link.channel._flush_output(lambda: link.floor >= last or time.monotonic() >= deadline)
             finally:
                 link.connection._impl._adapter_remove_timeout(timer)
-            if not all(t in settled for t in sent):
+            if not all(t in link.settled for t in sent):
                 _settle(link, messages, outcomes, tags)
                 for o in outcomes:
                     if o.status == UNCONFIRMED:

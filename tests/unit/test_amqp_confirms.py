@@ -104,3 +104,38 @@ def test_reader_passes_a_corrupt_confirm_on_for_pika_to_reject() -> None:
     bad = confirm_frame(1, 1)[:-1] + b"\x00"  # no frame-end octet
     received(bad)
     assert passed == [bad] and link.settled == {}
+
+
+# ---- finish: waits for every confirm of the batch, in whatever order they come ----
+
+
+class OutOfOrderChannel:
+    """A channel whose broker confirms the batch's tags in the order given, one per poll."""
+
+    def __init__(self, link: amqp_link.Link, order: list[int]) -> None:
+        self.link, self.order, self.polls = link, list(order), 0
+
+    def _flush_output(self, done: object) -> None:
+        while not done():  # type: ignore[operator]
+            if not self.order:
+                raise AssertionError("finish waited for a confirm the broker never sends")
+            self.polls += 1
+            self.link._on_confirm(frame("Basic.Ack", self.order.pop(0), False))
+
+
+def test_finish_waits_for_every_confirm_when_the_last_one_comes_first() -> None:
+    """RabbitMQ confirms an unroutable message at once and a persistent one routed to a
+    durable queue only once it is written, so a batch's last tag can be confirmed first.
+    finish() stopped at the last tag and called the others unconfirmed ("no confirm within
+    10s", at once): they stayed in amqp.outbox to be sent again, and the link was dropped."""
+    conn = SimpleNamespace(
+        _impl=SimpleNamespace(_adapter_call_later=lambda *_a: object(), _adapter_remove_timeout=lambda _t: None)
+    )
+    link = amqp_link.Link(1, {"host": "h", "port": 1}, conn, None)
+    link.floor = link.published = 7  # tags 8, 9, 10 are this batch's
+    link.channel = OutOfOrderChannel(link, [10, 8, 9])
+    msgs = [amqp_link.Message("x", k, "b", pika.BasicProperties(message_id=k)) for k in ("a", "b", "c")]
+    pending = amqp_link.Pending(link, msgs, [amqp_link.Outcome() for _ in msgs], [8, 9, 10])
+    outcomes = amqp_link.finish(pending, 10.0)
+    assert [o.status for o in outcomes] == ["ack", "ack", "ack"]
+    assert link.channel.polls == 3 and not link.timed_out
