@@ -202,3 +202,20 @@ def test_a_consumer_is_not_starved_by_others_holding_batches_open(connect, claim
         h.rollback()
     # What they held is back, ahead of the rest.
     assert [r[0] for r in db.execute(CLAIMS["get"], (3,))] == ["m1", "m2", "m3"]
+
+
+def test_a_claim_that_went_past_held_messages_is_undone_by_a_rollback(connect):
+    """Both statements of a claim that had to go past what others hold belong to the
+    caller's transaction: a rollback hands back what either took."""
+    db = connect()
+    fill(db, n=3000)
+    holder = connect(autocommit=False)
+    assert len(holder.execute("SELECT * FROM pg_mq_get_msg_text('q', 1000)").fetchall()) == 1000
+    assert len(holder.execute("SELECT * FROM pg_mq_pop('q', 500)").fetchall()) == 500
+    tx = connect(autocommit=False)
+    got = [r[0] for r in tx.execute("SELECT payload FROM pg_mq_get_msg_text('q', 5)")]
+    assert got == [f"m{i}" for i in range(1501, 1506)]
+    tx.rollback()
+    holder.rollback()
+    assert db.execute("SELECT count(*) FROM pg_mq_queue_q WHERE delivered_at IS NULL").fetchone()[0] == 3000
+    assert [r[0] for r in db.execute("SELECT payload FROM pg_mq_get_msg_text('q', 2)")] == ["m1", "m2"]

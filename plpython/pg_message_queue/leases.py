@@ -98,7 +98,8 @@ def read_sql(
     check_count(n)
     _check_interval("visibility_timeout", visibility_timeout, positive=True)
     _check_interval("wait", wait, allow_null=True)
-    dead_letter_overdue(queue)
+    if not beyond:  # the claim's first statement, moments ago in this call, did it
+        dead_letter_overdue(queue)
     return read_statement(queue, as_text, beyond=beyond)
 
 
@@ -186,7 +187,8 @@ def pop_sql(channel: str | None, n: int | None, as_text: bool, beyond: bool = Fa
     """SQL ($1 = n, $2 = now) reading and acknowledging at once: at-most-once, no lease."""
     queue = queues.get(channel)
     check_count(n)
-    dead_letter_overdue(queue)
+    if not beyond:  # the claim's first statement, moments ago in this call, did it
+        dead_letter_overdue(queue)
     return pop_statement(queue, as_text, beyond=beyond)
 
 
