@@ -135,7 +135,7 @@ class Variant:
     label: str  # "ext", "raw", "raw+NOTIFY", ...
     what: str  # the SQL, as printed under the table
     op: Op | None = None  # one transaction; returns the number of messages it handled
-    table: str = "raw"  # which table it works on: "ext" (the queue), "quiet" (QUIET's), "raw" (raw_q),
+    table: str = "raw"  # which table it works on: "ext" (the queue), "quiet" (QUIET's), "raw" (raw_q), "raw_l",
     # "pgq" (PgQ's) or "pgmq" (pgmq's, in PgQ's database)
     requires: tuple[str, ...] = ()
     clients: int = 0  # how many of the clients run it (0: all); the others idle
@@ -209,6 +209,25 @@ def _read_ack(conn: psycopg.Connection, ctx: Ctx) -> int:
     ]
     if ids:
         conn.execute(f"SELECT pg_mq_ack('{CHANNEL}', %s::bigint[])", (ids,))
+    return len(ids)
+
+
+# The lease pattern in plain SQL, the floor under read + ack: a table with what a
+# lease queue cannot do without (an id to ack by, a due time to find expired
+# leases by), leased by an UPDATE of its due time, then acked by a DELETE, in two
+# transactions, as pg_mq_read + pg_mq_ack and pgmq.read + pgmq.delete run.
+RAW_LEASE = (
+    "UPDATE raw_l SET vt = now() + interval '30 seconds', reads = reads + 1 WHERE id IN"
+    f" (SELECT id FROM raw_l WHERE vt <= now() ORDER BY id LIMIT {BATCH} FOR UPDATE SKIP LOCKED) RETURNING id, payload"
+)
+RAW_ACK = "DELETE FROM raw_l WHERE id = ANY(%s)"
+
+
+def _raw_read_ack(conn: psycopg.Connection, ctx: Ctx) -> int:
+    """RAW_LEASE, then RAW_ACK: two transactions."""
+    ids = [r[0] for r in conn.execute(RAW_LEASE).fetchall()]
+    if ids:
+        conn.execute(RAW_ACK, (ids,))
     return len(ids)
 
 
@@ -508,7 +527,11 @@ CASE_LIST: list[Case] = [
             "ext",
             ("pg_mq_read", "pg_mq_ack"),
         ),
-        raws=[_raw_delete(), _pgmq_variant("read_delete")],
+        raws=[
+            _raw_delete(),
+            _pgmq_variant("read_delete"),
+            Variant("raw lease", f"{RAW_LEASE}; {RAW_ACK}  (2 tx; raw_l has an index on vt)", _raw_read_ack, "raw_l"),
+        ],
         target=0.6,
         prefill=True,
     ),
@@ -779,6 +802,8 @@ class Bench:
             assert self.pgq is not None
             self.pgq.execute("SELECT pgmq.drop_queue(%s)", (CHANNEL,))
             self.pgq.execute("SELECT pgmq.create(%s)", (CHANNEL,))
+        elif table == "raw_l":
+            self.admin.execute("TRUNCATE raw_l")
         else:
             self.admin.execute("TRUNCATE raw_q")
 
@@ -807,6 +832,9 @@ class Bench:
                 )
                 left -= chunk
             self.admin.execute(f"VACUUM ANALYZE {self.queue_table}")
+        elif table == "raw_l":
+            self.admin.execute("INSERT INTO raw_l (payload) SELECT %s FROM generate_series(1, %s)", (payload, n))
+            self.admin.execute("VACUUM ANALYZE raw_l")
         else:
             self.admin.execute("INSERT INTO raw_q (payload) SELECT %s FROM generate_series(1, %s)", (payload, n))
             self.admin.execute("VACUUM ANALYZE raw_q")
@@ -1088,13 +1116,14 @@ def _ratio(m: Measured, label: str, base: str = "raw") -> float:
 
 
 def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
-    """The issue's table: the raw baseline's msg/s, then PgQ's, pgmq's and our ratio to it, same run."""
+    """The issue's table: the raw baseline's msg/s, then PgQ's, pgmq's and our ratio to it,
+    and the floor (the same work in plain SQL, no function), all from the same run."""
     done = {c.name: measured[c.name] for c in cases if not (measured[c.name].skipped or measured[c.name].error)}
 
     def cell(value: float) -> str:
         return "n/a" if value != value else f"{value:.2f}"
 
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str, str]] = []
     for name, label in [
         ("send1_sync_on", "a) send 1/tx, synchronous_commit on"),
         ("send1_sync_off", "b) send 1/tx, synchronous_commit off"),
@@ -1103,12 +1132,14 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
         if name in done:
             m = done[name]
             raw = fmt_rate(median(m.rates.get("raw", [])))
-            rows.append((label, raw, cell(_ratio(m, "PgQ")), cell(_ratio(m, "pgmq")), cell(_ratio(m, "ext"))))
+            floor = cell(_ratio(m, "ext SQL"))
+            rows.append((label, raw, cell(_ratio(m, "PgQ")), cell(_ratio(m, "pgmq")), cell(_ratio(m, "ext")), floor))
     if "get100" in done:
         m = done["get100"]
         ours = [cell(_ratio(m, "ext"))]
         ours += [cell(_ratio(done[n], "ext")) if n in done else "n/a" for n in ("pop100", "read_ack100")]
         pgmq = cell(_ratio(done["read_ack100"], "pgmq")) if "read_ack100" in done else "n/a"
+        lease = cell(_ratio(done["read_ack100"], "raw lease")) if "read_ack100" in done else "n/a"
         rows.append(
             (
                 "d) drain in batches of 100: get / pop / read+ack",
@@ -1116,6 +1147,7 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
                 cell(_ratio(m, "PgQ")) + " (1 consumer)",
                 pgmq + " (read+delete)",
                 " / ".join(ours),
+                f"{cell(_ratio(m, 'ext SQL'))} / - / {lease}",
             )
         )
     for name, label in [
@@ -1132,17 +1164,26 @@ def print_summary(cases: list[Case], measured: dict[str, Measured]) -> None:
                 "not measured",
                 "not measured",
                 f"{percentile(m.lat.get('ext', []), 50):.2f} / {percentile(m.lat.get('ext', []), 99):.2f} ms",
+                "raw",
             )
         )
     if not rows:
         return
     print()
     print("Ratios to the raw table, medians of the per-round ratios of this run (higher is better):")
-    head = f"{'scenario':<50} {'raw':>17} {'PgQ 3.5':>16} {'pgmq 1.5.1':>20} {'pg_message_queue':>20}"
+    head = (
+        f"{'scenario':<50} {'raw':>17} {'PgQ 3.5':>16} {'pgmq 1.5.1':>20} {'pg_message_queue':>20}"
+        f" {'floor (plain SQL)':>20}"
+    )
     print(head)
     print("-" * len(head))
-    for label, raw, pgq, pgmq, ours in rows:
-        print(f"{label:<50} {raw:>17} {pgq:>16} {pgmq:>20} {ours:>20}")
+    for label, raw, pgq, pgmq, ours, floor in rows:
+        print(f"{label:<50} {raw:>17} {pgq:>16} {pgmq:>20} {ours:>20} {floor:>20}")
+    print(
+        "floor: the same work in plain SQL in the same rounds: a)-c) 'ext SQL' (the queue table's INSERT"
+        " with its indexes and NOTIFY trigger), d) 'ext SQL' (the get's claim statement) and 'raw lease'"
+        " (UPDATE of an indexed due time, then DELETE, 2 tx), e) the raw table's own latency."
+    )
 
 
 # --------------------------------------------------------------------------- layers
@@ -1547,6 +1588,11 @@ def main(argv: list[str]) -> None:
                 "CREATE TABLE raw_q (id bigserial PRIMARY KEY,"
                 " sent_at timestamptz NOT NULL DEFAULT now(), payload text NOT NULL)"
             )
+            admin.execute(
+                "CREATE TABLE raw_l (id bigserial PRIMARY KEY, vt timestamptz NOT NULL DEFAULT now(),"
+                " reads integer NOT NULL DEFAULT 0, payload text NOT NULL)"
+            )
+            admin.execute("CREATE INDEX ON raw_l (vt)")
             describe(admin, args)
             pgq = setup_pgq(pg)
             print(flush=True)
