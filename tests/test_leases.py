@@ -1,5 +1,6 @@
 """Lease-based reads: visibility timeouts, ack, nack, extend, pop, long-poll, consumer death."""
 
+import os
 import threading
 import time
 
@@ -168,6 +169,36 @@ def test_long_poll_gives_up_after_the_wait(db):
     start = time.monotonic()
     assert read(db, 1, wait="300 milliseconds") == []
     assert 0.25 < time.monotonic() - start < 3
+
+
+def _backend_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server backend (the harness's server runs here)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("function", ["pg_mq_read", "pg_mq_read_bin"])
+def test_a_long_poll_behind_many_held_messages_leaves_the_core_mostly_idle(connect, function):
+    """A poll that finds nothing ready tries every message others hold on its way
+    (a row lock is only seen by trying it): behind 50,000 held, one poll costs a fifth
+    of a second of CPU. A long poll waits at least three times what its last poll took.
+    It once polled every 10-100 ms whatever a poll cost, and spent two thirds of its wait
+    on the CPU."""
+    db = connect()
+    make(db, n=50_000)
+    holder = connect(autocommit=False)
+    assert holder.execute("SELECT count(*) FROM pg_mq_get_msg_text('q', 50000)").fetchone()[0] == 50_000
+    waiter = connect()
+    pid = waiter.info.backend_pid
+    waiter.execute(f"SELECT count(*) FROM {function}('q', 1)")  # the backend's first call loads its code
+    cpu, start = _backend_cpu_seconds(pid), time.monotonic()
+    assert waiter.execute(f"SELECT msg_id FROM {function}('q', 1, wait => '3 seconds')").fetchall() == []
+    wall, cpu = time.monotonic() - start, _backend_cpu_seconds(pid) - cpu
+    assert wall >= 3
+    assert cpu / wall < 0.5, f"{cpu:.2f} s of CPU in {wall:.2f} s"
+    holder.rollback()
+    # Nothing held any more: the same poll gets the oldest at once.
+    assert [r[2] for r in read(waiter, 1, wait="3 seconds")] == ["m1"]
 
 
 def test_four_consumers_ack_fifty_thousand_messages_exactly_once(connect, dsn):

@@ -17,7 +17,9 @@ COMMENT ON FUNCTION _pg_mq_read_sql(text, integer, interval, interval, boolean, 
 'Internal: checks a pg_mq_read call and returns the SQL that runs it (in_beyond: the second statement, for the rest; see _pg_mq_get_sql).';
 
 -- Lease up to n ready messages for visibility_timeout; wait long-polls
--- (polling every 10 ms, backing off to 100 ms).
+-- (polling every 10 ms, backing off to 100 ms, and never for less than three
+-- times what the last poll took: a poll behind many messages that others hold
+-- tries each of them, and a long poll must not keep a core busy with that).
 CREATE OR REPLACE FUNCTION pg_mq_read(
     in_channel text,
     n integer DEFAULT 1,
@@ -32,15 +34,20 @@ AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + wait;
     pause float8 := 0.01;
+    polled timestamptz;
 BEGIN
     LOOP
+        polled := clock_timestamp();
         -- The generated dispatcher: the queue's statement, or the Python path
         -- (see pg_mq_get_msg_text).
         RETURN QUERY SELECT * FROM @extschema@._pg_mq_read_dispatch(
-            n, visibility_timeout, clock_timestamp(), in_channel, wait
+            n, visibility_timeout, polled, in_channel, wait
         );
         EXIT WHEN found OR wait IS NULL OR clock_timestamp() >= deadline;
-        PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
+        PERFORM pg_sleep(least(
+            greatest(pause, 3 * extract(EPOCH FROM clock_timestamp() - polled)::float8),
+            extract(EPOCH FROM deadline - clock_timestamp())::float8
+        ));
         pause := least(pause * 2, 0.1);
     END LOOP;
 END
@@ -85,7 +92,11 @@ BEGIN
             got := got + more;
         END IF;
         EXIT WHEN got > 0 OR wait IS NULL OR clock_timestamp() >= deadline;
-        PERFORM pg_sleep(least(pause, extract(EPOCH FROM deadline - clock_timestamp())::float8));
+        -- As pg_mq_read: never less than three times what the poll took.
+        PERFORM pg_sleep(least(
+            greatest(pause, 3 * extract(EPOCH FROM clock_timestamp() - claim_time)::float8),
+            extract(EPOCH FROM deadline - clock_timestamp())::float8
+        ));
         pause := least(pause * 2, 0.1);
     END LOOP;
 END
