@@ -3,6 +3,7 @@
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from helpers import drain_concurrently, fails
@@ -173,7 +174,7 @@ def test_long_poll_gives_up_after_the_wait(db):
 
 def _backend_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a server backend (the harness's server runs here)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
