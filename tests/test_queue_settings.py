@@ -504,3 +504,72 @@ def test_bad_upkeep_input_is_refused(db, sql, sqlstate, match):
     make(db)
     fails(db, sql, sqlstate=sqlstate, match=match)
     assert db.execute("SELECT settings FROM pg_mq_config_catalog WHERE channel = 'q'").fetchone()[0] == {}
+
+
+FIFO_CLAIMS = {
+    "get": "SELECT payload FROM pg_mq_get_msg_text('q', %s)",
+    "get_bin": "SELECT convert_from(payload, 'UTF8') FROM pg_mq_get_msg_bin('q', %s)",
+    "pop": "SELECT payload FROM pg_mq_pop('q', %s)",
+    "pop_bin": "SELECT convert_from(payload, 'UTF8') FROM pg_mq_pop_bin('q', %s)",
+    "read": "SELECT payload FROM pg_mq_read('q', %s)",
+    "read_bin": "SELECT convert_from(payload, 'UTF8') FROM pg_mq_read_bin('q', %s)",
+}
+
+
+def _one_big_group_ahead(db):
+    """2,500 messages of group a, then b1, b2 of group b: a claim's first n + 1,000
+    candidates are all group a's."""
+    make(db)
+    config(db, "fifo_group_header", "g")
+    db.execute(
+        "SELECT pg_mq_send_batch('q', array_agg('a' || i ORDER BY i), headers => '{\"g\": \"a\"}')"
+        " FROM generate_series(1, 2500) i"
+    )
+    for p in ("b1", "b2"):
+        send(db, p, headers='{"g": "b"}')
+
+
+@pytest.mark.parametrize("claim", FIFO_CLAIMS)
+@pytest.mark.parametrize("n", [10, 1001])  # 1001: the Python path
+def test_a_large_fifo_group_does_not_hide_the_groups_behind_it(db, claim, n):
+    """A claim looks at its first n + 1,000 candidates in delivery order. When one group
+    filled them, it took that group's head and came back short although group b's head
+    was ready behind them: now it takes the heads of the groups past its candidates too,
+    one message a group."""
+    _one_big_group_ahead(db)
+    assert payloads(db, FIFO_CLAIMS[claim] % n) == ["a1", "b1"]
+
+
+@pytest.mark.parametrize("claim", FIFO_CLAIMS)
+def test_a_fifo_group_in_flight_does_not_hold_back_the_others(connect, claim):
+    """While group a's head is in flight (leased by one consumer, or taken by another in a
+    transaction still open), nothing of group a may go out, and a claim found nothing:
+    all its candidates were group a's. Group b's head goes out, and only it."""
+    db = connect()
+    _one_big_group_ahead(db)
+    holder = connect(autocommit=False)
+    assert payloads(holder, "SELECT payload FROM pg_mq_get_msg_text('q', 1)") == ["a1"]
+    assert payloads(db, FIFO_CLAIMS[claim] % 10) == ["b1"]
+    holder.rollback()
+    leased = payloads(db, "SELECT payload FROM pg_mq_read('q', 1, '1 hour')")
+    if claim.startswith("read"):  # b1 is leased too: a1 and b1 in flight, nothing is ready
+        assert leased == ["a1"]
+        assert payloads(db, FIFO_CLAIMS[claim] % 10) == []
+    else:  # b1 went out: a1 leased, b2 is b's head now
+        assert leased == ["a1"]
+        assert payloads(db, FIFO_CLAIMS[claim] % 10) == ["b2"]
+
+
+def test_group_heads_past_the_candidates_keep_priority_order(db):
+    """With priority_ordering on, the candidates are in priority order: group a's 2,500
+    messages at priority 5 fill them, and group b's head at priority 0 comes after them."""
+    make(db)
+    config(db, "fifo_group_header", "g")
+    config(db, "priority_ordering", "on")
+    db.execute(
+        "SELECT pg_mq_send_batch('q', array_agg('a' || i ORDER BY i), priority => 5, headers => '{\"g\": \"a\"}')"
+        " FROM generate_series(1, 2500) i"
+    )
+    send(db, "b1", headers='{"g": "b"}')
+    send(db, "c1", headers='{"g": "c"}', priority=9)
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10)") == ["c1", "a1", "b1"]

@@ -308,7 +308,9 @@ def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = F
     is the SQL of how many to lock ($1, or the dispatcher's variable for the rest). A
     queue with fifo_group_header has none (it locks nothing): a claim takes at most one
     message of a group, and the second statement would see the group heads the first one
-    took as gone and take the next of each group too.
+    took as gone and take the next of each group too. Its first statement goes on instead,
+    once its candidates are used up, to the heads of the groups past them
+    (_fifo_heads_past), in the same snapshot.
 
     ``generic``: the statement is planned once and its plan reused (the generated
     dispatchers; $1 <= GENERIC_MAX there). Each branch's bound is then a constant
@@ -368,9 +370,55 @@ def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = F
             f" ORDER BY {outer} OFFSET 0) AS c, {lock} ORDER BY {outer} LIMIT {count}"
         )
     bound = f"{count}::pg_catalog.int8 + {CANDIDATE_SLACK}"
+    window = (
+        f"SELECT c.tid, c.priority, c.msg_id FROM ({candidates(f' LIMIT {branch_bound}')}) AS c"
+        f" ORDER BY {outer} LIMIT {bound}"
+    )
+    if group and queues.fifo_index(queue) == group:
+        # Past the window, the heads of the groups: one large group, or groups whose heads
+        # are in flight, can fill the window while other groups wait behind it. Appended
+        # after the window, so they are only looked for once the window is used up (an
+        # Append starts its second part only then; no ORDER BY over both, which would
+        # read both at once). One statement, one snapshot: what this claim takes is not
+        # yet gone when it looks, so it never takes a group's next message too.
+        return (
+            f"SELECT l.msg_id FROM (({window}) UNION ALL ({_fifo_heads_past(queue, group, now, window, bound)}))"
+            f" AS c, {lock} LIMIT {count}"
+        )
+    return f"SELECT l.msg_id FROM ({window}) AS c, {lock} ORDER BY {outer} LIMIT {count}"
+
+
+def _fifo_heads_past(queue: Queue, group: str, now: str, window: str, bound: str) -> str:
+    """SQL of the heads of ``queue``'s groups that come after the claim's candidate window
+    (``window``, ``bound`` rows when full), in delivery order: nothing when the window is
+    not full (it then held every ready message). A group's head is its oldest waiting
+    message, not counting those sent with a delay that is not over; the claim's own check
+    then decides whether it is ready. The groups are found by skipping through the
+    queue's group index, two probes a group (queues.ensure_fifo_index)."""
+    key, o_key = queues.fifo_key(group), queues.fifo_key(group, "o")
+    waiting = f"delivered_at IS NULL AND {key} IS NOT NULL"
+    o_waiting = f"o.delivered_at IS NULL AND {o_key} IS NOT NULL"
+    groups = (
+        f"WITH RECURSIVE g (h) AS ((SELECT pg_catalog.md5({key}) FROM {queue.table} WHERE {waiting}"
+        f" ORDER BY pg_catalog.md5({key}) LIMIT 1) UNION ALL SELECT (SELECT pg_catalog.md5({o_key})"
+        f" FROM {queue.table} AS o WHERE pg_catalog.md5({o_key}) OPERATOR(pg_catalog.>) g.h AND {o_waiting}"
+        f" ORDER BY pg_catalog.md5({o_key}) LIMIT 1) FROM g WHERE g.h IS NOT NULL)"
+        " SELECT g.h FROM g WHERE g.h IS NOT NULL"
+    )
+    head = (
+        f"SELECT o.ctid AS tid, o.priority, o.msg_id FROM {queue.table} AS o"
+        f" WHERE pg_catalog.md5({o_key}) OPERATOR(pg_catalog.=) g.h AND {o_waiting}"
+        f" AND NOT (o.read_count = 0 AND o.visible_at > {now}) ORDER BY o.msg_id LIMIT 1"
+    )
+    end = (
+        f"SELECT w.priority, w.msg_id FROM ({window}) AS w"
+        f" ORDER BY w.priority DESC, w.msg_id OFFSET {bound} - 1 LIMIT 1"
+    )
     return (
-        f"SELECT l.msg_id FROM (SELECT c.tid, c.priority, c.msg_id FROM ({candidates(f' LIMIT {branch_bound}')}) AS c"
-        f" ORDER BY {outer} LIMIT {bound}) AS c, {lock} ORDER BY {outer} LIMIT {count}"
+        f"SELECT h.tid, h.priority, h.msg_id FROM ({end}) AS e, ({groups}) AS g, LATERAL ({head}) AS h"
+        " WHERE h.priority OPERATOR(pg_catalog.<) e.priority"
+        " OR (h.priority OPERATOR(pg_catalog.=) e.priority AND h.msg_id OPERATOR(pg_catalog.>) e.msg_id)"
+        " ORDER BY h.priority DESC, h.msg_id"
     )
 
 
