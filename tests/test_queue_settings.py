@@ -573,3 +573,39 @@ def test_group_heads_past_the_candidates_keep_priority_order(db):
     send(db, "b1", headers='{"g": "b"}')
     send(db, "c1", headers='{"g": "c"}', priority=9)
     assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10)") == ["c1", "a1", "b1"]
+
+
+def test_group_heads_right_at_the_end_of_the_candidates(db):
+    """The 1,010th candidate of a claim of 10 is b1, the last one it looks at; c1 is the
+    first past them: b1 comes from the candidates, c1 from past them, each once."""
+    make(db)
+    config(db, "fifo_group_header", "g")
+    db.execute(
+        "SELECT pg_mq_send_batch('q', array_agg('a' || i ORDER BY i), headers => '{\"g\": \"a\"}')"
+        " FROM generate_series(1, 1009) i"
+    )
+    for p, g in (("b1", "b"), ("b2", "b"), ("c1", "c"), ("d1", "d")):
+        send(db, p, headers=f'{{"g": "{g}"}}')
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 3)") == ["a1", "b1", "c1"]
+
+
+def test_a_second_consumer_gets_nothing_of_the_groups_a_first_one_holds(connect):
+    """One consumer takes a1 and b1 (b1 from past its candidates) in a transaction still
+    open: a second one must not take b2, the next of a group in flight."""
+    db = connect()
+    _one_big_group_ahead(db)
+    holder = connect(autocommit=False)
+    assert payloads(holder, "SELECT payload FROM pg_mq_get_msg_text('q', 10)") == ["a1", "b1"]
+    assert payloads(db, "SELECT payload FROM pg_mq_get_msg_text('q', 10)") == []
+    holder.commit()
+    assert payloads(db, "SELECT payload FROM pg_mq_get_msg_text('q', 10)") == ["a2", "b2"]
+
+
+def test_a_delayed_message_past_the_candidates_does_not_hold_back_its_group(db):
+    """c0 was sent with a delay before c1: c1 heads group c until c0 is due, also when
+    c1 lies past the candidates; once c1 is leased, nothing more of c goes out."""
+    _one_big_group_ahead(db)
+    send(db, "c0", headers='{"g": "c"}', delay="1 hour")
+    send(db, "c1", headers='{"g": "c"}')
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10, '1 hour')") == ["a1", "b1", "c1"]
+    assert payloads(db, "SELECT payload FROM pg_mq_read('q', 10, '1 hour')") == []

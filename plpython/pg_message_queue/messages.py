@@ -338,7 +338,8 @@ def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = F
     group = queue.settings.fifo_group_header
     if group and beyond:
         return "SELECT NULL::pg_catalog.int8 AS msg_id WHERE false"
-    if group and queues.fifo_index(queue) == group:
+    indexed = bool(group) and queues.fifo_index(queue) == group
+    if indexed:
         # Only the oldest undelivered message of a group may go out, and only
         # while it is ready, so a group never has two messages in flight.
         # A message sent with a delay joins its group's order when it is due, so a
@@ -374,7 +375,7 @@ def select_ready(queue: Queue, now: str, generic: bool = False, beyond: bool = F
         f"SELECT c.tid, c.priority, c.msg_id FROM ({candidates(f' LIMIT {branch_bound}')}) AS c"
         f" ORDER BY {outer} LIMIT {bound}"
     )
-    if group and queues.fifo_index(queue) == group:
+    if indexed:
         # Past the window, the heads of the groups: one large group, or groups whose heads
         # are in flight, can fill the window while other groups wait behind it. Appended
         # after the window, so they are only looked for once the window is used up (an
@@ -414,8 +415,9 @@ def _fifo_heads_past(queue: Queue, group: str, now: str, window: str, bound: str
         f"SELECT w.priority, w.msg_id FROM ({window}) AS w"
         f" ORDER BY w.priority DESC, w.msg_id OFFSET {bound} - 1 LIMIT 1"
     )
-    return (
-        f"SELECT h.tid, h.priority, h.msg_id FROM ({end}) AS e, ({groups}) AS g, LATERAL ({head}) AS h"
+    return (  # the window's end read once, whatever the join order
+        f"WITH e AS MATERIALIZED ({end})"
+        f" SELECT h.tid, h.priority, h.msg_id FROM e, ({groups}) AS g, LATERAL ({head}) AS h"
         " WHERE h.priority OPERATOR(pg_catalog.<) e.priority"
         " OR (h.priority OPERATOR(pg_catalog.=) e.priority AND h.msg_id OPERATOR(pg_catalog.>) e.msg_id)"
         " ORDER BY h.priority DESC, h.msg_id"
