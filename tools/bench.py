@@ -201,15 +201,22 @@ def _fetch(sql: str) -> Op:
     return op
 
 
+def _lease_then_ack(conn: psycopg.Connection, lease: str, ack: str) -> int:
+    """A lease consumer's two transactions: ``lease`` (its first column the ids), then,
+    if it got any, ``ack`` of those ids ($1); returns how many it got."""
+    ids = [r[0] for r in conn.execute(lease).fetchall()]
+    if ids:
+        conn.execute(ack, (ids,))
+    return len(ids)
+
+
 def _read_ack(conn: psycopg.Connection, ctx: Ctx) -> int:
     """Lease read, then ack: two transactions, as a lease consumer runs them."""
-    ids = [
-        r[0]
-        for r in conn.execute(f"SELECT msg_id FROM pg_mq_read('{CHANNEL}', {BATCH}, '30 seconds'::interval)").fetchall()
-    ]
-    if ids:
-        conn.execute(f"SELECT pg_mq_ack('{CHANNEL}', %s::bigint[])", (ids,))
-    return len(ids)
+    return _lease_then_ack(
+        conn,
+        f"SELECT msg_id FROM pg_mq_read('{CHANNEL}', {BATCH}, '30 seconds'::interval)",
+        f"SELECT pg_mq_ack('{CHANNEL}', %s::bigint[])",
+    )
 
 
 # The lease pattern in plain SQL, the floor under read + ack: a table with what a
@@ -225,10 +232,7 @@ RAW_ACK = "DELETE FROM raw_l WHERE id = ANY(%s)"
 
 def _raw_read_ack(conn: psycopg.Connection, ctx: Ctx) -> int:
     """RAW_LEASE, then RAW_ACK: two transactions."""
-    ids = [r[0] for r in conn.execute(RAW_LEASE).fetchall()]
-    if ids:
-        conn.execute(RAW_ACK, (ids,))
-    return len(ids)
+    return _lease_then_ack(conn, RAW_LEASE, RAW_ACK)
 
 
 def _pgq_exec(sql: str, n: int = 1, batch: bool = False) -> Op:
@@ -285,10 +289,11 @@ PGMQ_SEND_BATCH = f"SELECT pgmq.send_batch('{CHANNEL}', ARRAY(SELECT to_jsonb(p)
 def _pgmq_read_delete(conn: psycopg.Connection, ctx: Ctx) -> int:
     """pgmq's lease consumer: read with a visibility timeout, then delete (two transactions)."""
     assert ctx.pgq is not None
-    ids = [r[0] for r in ctx.pgq.execute(f"SELECT msg_id FROM pgmq.read('{CHANNEL}', 30, {BATCH})").fetchall()]
-    if ids:
-        ctx.pgq.execute(f"SELECT pgmq.delete('{CHANNEL}', %s::bigint[])", (ids,))
-    return len(ids)
+    return _lease_then_ack(
+        ctx.pgq,
+        f"SELECT msg_id FROM pgmq.read('{CHANNEL}', 30, {BATCH})",
+        f"SELECT pgmq.delete('{CHANNEL}', %s::bigint[])",
+    )
 
 
 def _pgmq_variant(kind: str) -> Variant:
